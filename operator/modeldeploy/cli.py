@@ -1,0 +1,111 @@
+"""The `modeldeploy` command."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from modeldeploy.core import crd as crd_module
+from modeldeploy.devcluster.cluster import ClusterError, LocalCluster, bin_dir, build, cache_dir
+
+app = typer.Typer(help="modeldeploy: ship ML models on Kubernetes.", no_args_is_help=True)
+
+
+@app.command()
+def crd() -> None:
+    """Print the ModelDeployment CRD generated from the API models."""
+    typer.echo(crd_module.crd_yaml(), nl=False)
+
+
+@app.command()
+def run(
+    namespace: Annotated[
+        list[str] | None, typer.Option("--namespace", "-n", help="Namespace to serve; repeat for several.")
+    ] = None,
+    all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A", help="Serve every namespace.")] = False,
+    metrics_port: Annotated[int, typer.Option(help="Port of the Prometheus /metrics endpoint.")] = 9090,
+    liveness_port: Annotated[int, typer.Option(help="Port of the /healthz liveness endpoint.")] = 8080,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Reconciles that may run at once.")] = 4,
+    log_format: Annotated[str, typer.Option(help="json (one object a line) or text.")] = "json",
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the operator, for all namespaces (default) or the ones given with -n."""
+    if namespace and all_namespaces:
+        raise typer.BadParameter("give --namespace or --all-namespaces, not both")
+    if log_format not in ("json", "text"):
+        raise typer.BadParameter("--log-format must be json or text")
+    from modeldeploy import handlers
+    from modeldeploy.adapters import metrics
+
+    metrics.serve(metrics_port)
+    handlers.run_operator(list(namespace or []), liveness_port, workers, log_format, verbose)
+
+
+cluster_app = typer.Typer(help="A local Kubernetes control plane built from Go modules (no Docker needed).")
+app.add_typer(cluster_app, name="cluster")
+
+
+def _state_dir(name: str) -> Path:
+    return cache_dir() / "clusters" / name
+
+
+@cluster_app.command("build")
+def cluster_build() -> None:
+    """Build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, KWOK and helm (cached)."""
+    try:
+        build(echo=typer.echo)
+    except ClusterError as error:
+        typer.secho(f"error: {error}", fg="red", err=True)
+        raise typer.Exit(1) from error
+
+
+@cluster_app.command("up")
+def cluster_up(
+    name: Annotated[str, typer.Option(help="Cluster name; its state lives in the cache.")] = "local",
+    nodes: Annotated[int, typer.Option(min=1, max=100, help="Fake KWOK nodes.")] = 1,
+) -> None:
+    """Start a local cluster in the background (building the binaries first if needed)."""
+    cluster = LocalCluster(_state_dir(name), nodes=nodes)
+    if cluster.running():
+        typer.echo(f"cluster {name!r} is already running\nexport KUBECONFIG={cluster.kubeconfig}")
+        return
+    try:
+        build(echo=typer.echo)
+        started = time.monotonic()
+        cluster.stop()  # clears what a crashed earlier run left behind
+        cluster.start()
+    except ClusterError as error:
+        typer.secho(f"error: {error}", fg="red", err=True)
+        raise typer.Exit(1) from error
+    typer.echo(
+        f"cluster {name!r} is up in {time.monotonic() - started:.1f}s (everything on 127.0.0.1)\n"
+        f"  export KUBECONFIG={cluster.kubeconfig}\n"
+        f"  export PATH={bin_dir()}:$PATH\n"
+        f"  kubectl get nodes\n"
+        f"stop it with: modeldeploy cluster down --name {name}"
+    )
+
+
+@cluster_app.command("down")
+def cluster_down(name: Annotated[str, typer.Option(help="Cluster name.")] = "local") -> None:
+    """Stop a local cluster: every process ends and its state directory is removed."""
+    cluster = LocalCluster(_state_dir(name))
+    if not cluster.state_dir.exists():
+        typer.echo(f"cluster {name!r} is not running")
+        return
+    cluster.stop()
+    typer.echo(f"cluster {name!r} stopped and removed")
+
+
+@cluster_app.command("status")
+def cluster_status(name: Annotated[str, typer.Option(help="Cluster name.")] = "local") -> None:
+    """Say whether a local cluster runs, and where its kubeconfig is."""
+    cluster = LocalCluster(_state_dir(name))
+    if cluster.running():
+        typer.echo(f"cluster {name!r} is running\nexport KUBECONFIG={cluster.kubeconfig}")
+    else:
+        typer.echo(f"cluster {name!r} is not running")
+        raise typer.Exit(1)

@@ -1,0 +1,1 @@
+"""Pure core: models, rendering and status maths. No I/O, no Kopf."""

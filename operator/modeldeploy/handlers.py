@@ -1,0 +1,89 @@
+"""The thin Kopf layer: watch events in, keys onto the work queue. Nothing else lives here."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import kopf
+
+from modeldeploy.adapters import metrics
+from modeldeploy.adapters.kube import Kube, load_api_client
+from modeldeploy.core import api
+from modeldeploy.core.render import MANAGED_BY, MANAGED_BY_LABEL
+from modeldeploy.reconcile import Reconciler
+from modeldeploy.workqueue import Key, WorkQueue
+
+CHILD_RESOURCES = (
+    ("apps", "v1", "deployments"),
+    ("", "v1", "services"),
+    ("autoscaling", "v2", "horizontalpodautoscalers"),
+)
+
+
+@kopf.on.startup()
+async def start(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> None:
+    # Handlers here only enqueue: Kopf keeps no per-object state (no annotations, no finalizers).
+    settings.posting.enabled = False
+    reconciler = Reconciler(Kube(load_api_client()))
+
+    async def reconcile(key: Key) -> float | None:
+        await asyncio.to_thread(reconciler.reconcile, *key)
+        return None
+
+    memo.queue = WorkQueue(reconcile, workers=memo.workers)
+    memo.queue.start()
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    await memo.queue.stop()
+
+
+@kopf.on.event(api.GROUP, api.VERSION, api.PLURAL)
+async def modeldeployment_event(*, type: str, name: str, namespace: str | None, memo: Any, **_: Any) -> None:
+    if namespace is None:
+        return
+    key = (namespace, name)
+    if type == "DELETED":
+        memo.queue.forget(key)
+        metrics.OBJECTS.set(f"{namespace}/{name}", None)
+        return
+    memo.queue.add(key)
+
+
+async def child_event(*, body: kopf.Body, namespace: str | None, memo: Any, **_: Any) -> None:
+    if namespace is None:
+        return
+    for ref in body.metadata.get("ownerReferences") or []:
+        if (
+            ref.get("kind") == api.KIND
+            and ref.get("apiVersion", "").startswith(f"{api.GROUP}/")
+            and ref.get("controller")
+        ):
+            memo.queue.add((namespace, ref["name"]))
+
+
+for group, version, plural in CHILD_RESOURCES:
+    kopf.on.event(group, version, plural, labels={MANAGED_BY_LABEL: MANAGED_BY}, id=f"child-{plural}")(child_event)
+
+
+def run_operator(
+    namespaces: list[str],
+    liveness_port: int,
+    workers: int,
+    log_format: str,
+    verbose: bool,
+) -> None:
+    kopf.configure(
+        verbose=verbose,
+        log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.FULL,
+        log_prefix=True,
+    )
+    kopf.run(
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        standalone=True,
+        liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz",
+        memo=kopf.Memo(workers=workers),
+    )
