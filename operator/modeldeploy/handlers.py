@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import kopf
@@ -80,6 +81,9 @@ def run_operator(
         log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.FULL,
         log_prefix=True,
     )
+    if not verbose:
+        # Kopf reports every handled watch event; the reconciler logs what actually changed.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     kopf.run(
         clusterwide=not namespaces,
         namespaces=namespaces,

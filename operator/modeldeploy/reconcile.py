@@ -91,8 +91,6 @@ class Reconciler:
             failure = ReconcileError(INVALID_SPEC, str(error))
         except ReconcileError as error:
             failure = error
-        if failure is not None:
-            log.warning("[%s/%s] %s: %s", namespace, name, failure.reason, failure.message)
 
         observation = Observation(
             generation=int(meta.get("generation") or 0),
@@ -109,6 +107,8 @@ class Reconciler:
             return
         self.kube.patch_status(namespace, name, patch)
         metrics.API_WRITES.labels(kind="ModelDeployment", verb="patch-status").inc()
+        if failure is not None:
+            log.warning("[%s/%s] %s: %s", namespace, name, failure.reason, failure.message)
         log.info("[%s/%s] Status updated: phase=%s", namespace, name, status.phase)
         for event in events:
             try:

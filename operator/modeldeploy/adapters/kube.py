@@ -89,9 +89,11 @@ class Kube:
 
     def list_children(self, kind: str, namespace: str, owner_name: str) -> list[dict[str, Any]]:
         selector = f"{INSTANCE_LABEL}={owner_name},{MANAGED_BY_LABEL}={MANAGED_BY}"
-        items: list[dict[str, Any]] = _body(
-            self.ops[kind].list(namespace, label_selector=selector, _preload_content=False)
-        )["items"]
+        listing = _body(self.ops[kind].list(namespace, label_selector=selector, _preload_content=False))
+        items: list[dict[str, Any]] = listing["items"]
+        for item in items:  # a LIST leaves out each item's apiVersion and kind
+            item.setdefault("apiVersion", listing["apiVersion"])
+            item.setdefault("kind", kind)
         return items
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:

@@ -208,10 +208,14 @@ class LocalCluster:
             ],
         )
         self._spawn("kube-scheduler", common)
+        stages = resources.files("modeldeploy.devcluster").joinpath("kwok-stages.yaml")
+        (self.state_dir / "kwok-stages.yaml").write_text(stages.read_text())
         self._spawn(
             "kwok",
             [
                 f"--kubeconfig={self.kubeconfig}",
+                f"--config={self.state_dir / 'kwok-stages.yaml'}",
+                "--node-lease-duration-seconds=40",
                 "--manage-all-nodes=false",
                 f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}=fake",
                 "--cidr=10.244.0.0/16",
