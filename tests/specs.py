@@ -1,0 +1,23 @@
+"""Test data shared by the unit and end-to-end suites."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DATA = Path(__file__).parent / "data"
+EXAMPLE = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "fraud-scorer.yaml"
+
+
+def bad_specs(*stages: str) -> list[dict[str, Any]]:
+    cases = yaml.safe_load((DATA / "bad_specs.yaml").read_text())["cases"]
+    return [c for c in cases if not stages or c["stage"] in stages]
+
+
+def valid_spec(**overrides: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = copy.deepcopy(yaml.safe_load(EXAMPLE.read_text())["spec"])
+    spec.update(overrides)
+    return spec

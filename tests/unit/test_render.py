@@ -1,0 +1,137 @@
+import pytest
+
+from modeldeploy.core.api import parse_spec
+from modeldeploy.core.presets import SpecError
+from modeldeploy.core.render import REVISION_LABEL, TRACK_LABEL, Owner, render
+from specs import valid_spec
+
+OWNER = Owner(name="fraud-scorer", namespace="risk", uid="uid-1")
+
+
+def objects(**overrides):
+    desired = render(OWNER, parse_spec(valid_spec(**overrides)))
+    return desired, {o["kind"]: o for o in desired.objects}
+
+
+def container(by_kind):
+    return by_kind["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_children_are_owned_labelled_and_namespaced() -> None:
+    desired, by_kind = objects()
+    assert set(by_kind) == {"Deployment", "Service"}
+    for obj in desired.objects:
+        meta = obj["metadata"]
+        assert meta["namespace"] == "risk"
+        assert meta["ownerReferences"] == [
+            {
+                "apiVersion": "modeldeploy.io/v1alpha1",
+                "kind": "ModelDeployment",
+                "name": "fraud-scorer",
+                "uid": "uid-1",
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+        assert meta["labels"]["app.kubernetes.io/managed-by"] == "modeldeploy"
+        assert meta["labels"]["app.kubernetes.io/instance"] == "fraud-scorer"
+    deployment = by_kind["Deployment"]
+    assert deployment["metadata"]["labels"][TRACK_LABEL] == "stable"
+    assert deployment["metadata"]["labels"][REVISION_LABEL] == desired.revision
+    assert deployment["spec"]["template"]["metadata"]["labels"][REVISION_LABEL] == desired.revision
+    assert deployment["spec"]["replicas"] == 3
+
+
+def test_service_selects_the_stable_pods_on_the_named_port() -> None:
+    _, by_kind = objects(service={"port": 8000})
+    service = by_kind["Service"]
+    pod_labels = by_kind["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert all(pod_labels[k] == v for k, v in service["spec"]["selector"].items())
+    assert REVISION_LABEL not in service["spec"]["selector"]
+    assert service["spec"]["ports"] == [{"name": "http", "port": 8000, "targetPort": "http", "protocol": "TCP"}]
+
+
+def test_pods_meet_the_restricted_pod_security_profile() -> None:
+    _, by_kind = objects()
+    pod = by_kind["Deployment"]["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    ctx = container(by_kind)["securityContext"]
+    assert ctx["allowPrivilegeEscalation"] is False
+    assert ctx["capabilities"] == {"drop": ["ALL"]}
+    assert ctx["runAsNonRoot"] is True
+
+
+def test_mlserver_preset_wires_the_model_in() -> None:
+    _, by_kind = objects()
+    c = container(by_kind)
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert c["image"].startswith("docker.io/seldonio/mlserver:")
+    assert env["MLSERVER_MODEL_URI"] == "s3://models/fraud-scorer/7"
+    assert env["MLSERVER_MODEL_IMPLEMENTATION"] == "mlserver_sklearn.SKLearnModel"
+    assert env["MODEL_VERSION"] == "7"
+    assert c["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": 8080}
+    assert c["ports"][0]["containerPort"] == 8080
+
+
+def test_user_env_overrides_preset_env_and_secrets_stay_references() -> None:
+    _, by_kind = objects(
+        runtime={
+            "env": [
+                {"name": "MLSERVER_HTTP_PORT", "value": "9999"},
+                {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+            ]
+        }
+    )
+    env = {e["name"]: e for e in container(by_kind)["env"]}
+    assert env["MLSERVER_HTTP_PORT"]["value"] == "9999"
+    assert env["TOKEN"] == {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}
+
+
+def test_custom_runtime_uses_its_image_port_and_a_tcp_probe_by_default() -> None:
+    _, by_kind = objects(
+        runtime={
+            "preset": "custom",
+            "image": "r/srv:2",
+            "port": 9000,
+            "args": ["--fast"],
+            "resources": {"requests": {"cpu": "500m"}, "limits": {"cpu": 1}},
+        }
+    )
+    c = container(by_kind)
+    assert c["image"] == "r/srv:2"
+    assert c["args"] == ["--fast"]
+    assert c["readinessProbe"]["tcpSocket"] == {"port": 9000}
+    assert c["resources"] == {"requests": {"cpu": "500m"}, "limits": {"cpu": 1}}
+
+
+def test_autoscaling_renders_an_hpa_and_leaves_replicas_out() -> None:
+    _, by_kind = objects(
+        replicas=None, autoscaling={"minReplicas": 2, "maxReplicas": 6, "targetCPUUtilizationPercentage": 70}
+    )
+    assert "replicas" not in by_kind["Deployment"]["spec"]
+    hpa = by_kind["HorizontalPodAutoscaler"]["spec"]
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "fraud-scorer"}
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 6)
+    assert hpa["metrics"][0]["resource"]["target"]["averageUtilization"] == 70
+
+
+def test_revision_changes_with_the_pods_and_only_with_them() -> None:
+    base = objects()[0].revision
+    assert objects()[0].revision == base, "rendering is deterministic"
+    assert objects(replicas=7)[0].revision == base, "scaling does not change the pods"
+    assert objects(service={"port": 81})[0].revision == base
+    changed = {
+        "model version": valid_spec(model={**valid_spec()["model"], "version": "8"}),
+        "image": valid_spec(runtime={"image": "docker.io/seldonio/mlserver:1.8.0"}),
+        "env": valid_spec(runtime={"env": [{"name": "A", "value": "1"}]}),
+        "resources": valid_spec(runtime={"resources": {"limits": {"memory": "1Gi"}}}),
+    }
+    for what, spec in changed.items():
+        assert render(OWNER, parse_spec(spec)).revision != base, what
+
+
+def test_format_the_preset_cannot_serve_is_refused() -> None:
+    with pytest.raises(SpecError, match=r"spec\.model\.format"):
+        objects(model={**valid_spec()["model"], "format": "onnx"})
