@@ -33,6 +33,7 @@ async def start(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> N
         return None
 
     memo.queue = WorkQueue(reconcile, workers=memo.workers)
+    metrics.WORKQUEUE_DEPTH.set_function(memo.queue.depth)
     memo.queue.start()
 
 

@@ -58,7 +58,8 @@ class Reconciler:
     def reconcile(self, namespace: str, name: str) -> None:
         started = time.perf_counter()
         try:
-            self._reconcile(namespace, name)
+            with metrics.RECONCILES_IN_FLIGHT.track_inprogress():
+                self._reconcile(namespace, name)
         except Exception as error:
             label = f"api_{error.status}" if isinstance(error, ApiException) else type(error).__name__
             metrics.RECONCILES.labels(result="error").inc()

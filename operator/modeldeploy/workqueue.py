@@ -64,6 +64,10 @@ class WorkQueue:
     def depth(self) -> int:
         return self._queue.qsize()
 
+    def idle(self) -> bool:
+        """Nothing queued, running or scheduled."""
+        return not (self._queued or self._running or self._timers)
+
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._work(), name=f"reconcile-worker-{i}") for i in range(self._workers)]
 

@@ -50,6 +50,7 @@ def test_there_are_at_least_twenty_kinds_of_bad_spec() -> None:
 @pytest.mark.parametrize("case", bad_specs(), ids=lambda c: c["id"])
 def test_operator_names_the_field_of_every_bad_spec(case: dict) -> None:
     """What admission refuses, the operator refuses too, with the field and the reason."""
+
     def check() -> None:
         render(OWNER, validate(case.get("name", "fraud-scorer"), case["spec"]))
 

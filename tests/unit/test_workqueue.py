@@ -1,5 +1,4 @@
 import asyncio
-import itertools
 
 from modeldeploy.workqueue import Key, WorkQueue
 
@@ -9,7 +8,7 @@ async def wait_until(predicate, timeout=5.0):
     deadline = loop.time() + timeout
     while not predicate():
         assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)
 
 
 def test_events_for_a_busy_key_collapse_into_one_more_run() -> None:
@@ -21,7 +20,6 @@ def test_events_for_a_busy_key_collapse_into_one_more_run() -> None:
             runs.append(key)
             if len(runs) == 1:
                 await release.wait()
-            return
 
         queue = WorkQueue(handler, workers=2)
         queue.start()
@@ -30,8 +28,7 @@ def test_events_for_a_busy_key_collapse_into_one_more_run() -> None:
         for _ in range(5):
             queue.add(("ns", "a"))  # arrives while the first run is busy
         release.set()
-        await wait_until(lambda: len(runs) == 2)
-        await asyncio.sleep(0.05)
+        await wait_until(queue.idle)
         await queue.stop()
         return runs
 
@@ -41,30 +38,30 @@ def test_events_for_a_busy_key_collapse_into_one_more_run() -> None:
 def test_one_key_never_runs_twice_at_once_but_keys_run_in_parallel() -> None:
     async def scenario():
         active: dict[Key, int] = {}
-        peak = {"same": 0, "total": 0}
-        done = []
+        peak_same = 0
+        all_three = asyncio.Event()
 
         async def handler(key):
+            nonlocal peak_same
             active[key] = active.get(key, 0) + 1
-            peak["same"] = max(peak["same"], active[key])
-            peak["total"] = max(peak["total"], sum(active.values()))
-            await asyncio.sleep(0.02)
+            peak_same = max(peak_same, active[key])
+            if sum(1 for v in active.values() if v) == 3:
+                all_three.set()
+            await asyncio.wait_for(all_three.wait(), timeout=5)
             active[key] -= 1
-            done.append(key)
-            return
 
         queue = WorkQueue(handler, workers=4)
         queue.start()
         for _ in range(3):
             for name in ("a", "b", "c"):
                 queue.add(("ns", name))
-        await wait_until(lambda: len(done) >= 3 and queue.depth() == 0 and not any(active.values()))
+        await wait_until(queue.idle)
         await queue.stop()
-        return peak
+        return peak_same, all_three.is_set()
 
-    peak = asyncio.run(scenario())
-    assert peak["same"] == 1
-    assert peak["total"] > 1
+    peak_same, ran_in_parallel = asyncio.run(scenario())
+    assert peak_same == 1
+    assert ran_in_parallel
 
 
 def test_failures_are_retried_with_growing_delays_until_success() -> None:
@@ -76,19 +73,17 @@ def test_failures_are_retried_with_growing_delays_until_success() -> None:
             times.append(loop.time())
             if len(times) < 4:
                 raise RuntimeError("API down")
-            return
 
         queue = WorkQueue(handler, base_delay=0.02)
         queue.start()
         queue.add(("ns", "a"))
-        await wait_until(lambda: len(times) == 4)
-        await asyncio.sleep(0.1)
+        await wait_until(lambda: len(times) == 4 and queue.idle())
         await queue.stop()
         return times
 
     times = asyncio.run(scenario())
     assert len(times) == 4, "no retries after success"
-    gaps = [b - a for a, b in itertools.pairwise(times)]
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     assert gaps[0] >= 0.02
     assert gaps[1] >= 0.04
     assert gaps[2] >= 0.08
@@ -105,8 +100,7 @@ def test_a_requested_delay_schedules_another_run() -> None:
         queue = WorkQueue(handler)
         queue.start()
         queue.add(("ns", "a"))
-        await wait_until(lambda: len(runs) == 3)
-        await asyncio.sleep(0.05)
+        await wait_until(lambda: len(runs) == 3 and queue.idle())
         await queue.stop()
         return runs
 
@@ -121,14 +115,15 @@ def test_forget_cancels_pending_retries() -> None:
             runs.append(key)
             raise RuntimeError("boom")
 
-        queue = WorkQueue(handler, base_delay=0.05)
+        queue = WorkQueue(handler, base_delay=60)
         queue.start()
         queue.add(("ns", "gone"))
-        await wait_until(lambda: len(runs) == 1)
-        await asyncio.sleep(0.01)
+        await wait_until(lambda: len(runs) == 1 and not queue.idle())
         queue.forget(("ns", "gone"))
-        await asyncio.sleep(0.2)
+        idle_after_forget = queue.idle()
         await queue.stop()
-        return runs
+        return runs, idle_after_forget
 
-    assert len(asyncio.run(scenario())) == 1
+    runs, idle = asyncio.run(scenario())
+    assert runs == [("ns", "gone")]
+    assert idle, "the 60 s retry timer was cancelled"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
@@ -23,6 +23,8 @@ RECONCILE_SECONDS = Histogram(
 API_WRITES = Counter(
     "modeldeploy_api_writes_total", "Writes the operator sent to the API server, by kind and verb.", ["kind", "verb"]
 )
+WORKQUEUE_DEPTH = Gauge("modeldeploy_workqueue_depth", "ModelDeployments waiting for a reconcile.")
+RECONCILES_IN_FLIGHT = Gauge("modeldeploy_reconciles_in_flight", "Reconciles running now.")
 PHASES: tuple[Phase, ...] = ("Pending", "Progressing", "Ready", "ScaledToZero", "Degraded")
 
 

@@ -1,0 +1,242 @@
+"""The foundation's behaviour on a real API server, controllers and (fake) kubelets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from tests.e2e.conftest import Cluster, Operator, condition, modeldeployment, wait_for
+
+from specs import bad_specs, valid_spec
+
+pytestmark = pytest.mark.e2e
+
+
+def ready_at_generation(cluster: Cluster, name: str, namespace: str) -> dict[str, Any] | None:
+    md = cluster.get("mdep", name, namespace)
+    if not md:
+        return None
+    gen = md["metadata"]["generation"]
+    ready = condition(md, "Ready")
+    if (
+        md.get("status", {}).get("observedGeneration") == gen
+        and ready.get("status") == "True"
+        and ready.get("observedGeneration") == gen
+    ):
+        return md
+    return None
+
+
+def event_reasons(cluster: Cluster, name: str, namespace: str) -> list[str]:
+    events = cluster.kubectl(
+        "get",
+        "events",
+        "-n",
+        namespace,
+        "-o",
+        "json",
+        f"--field-selector=involvedObject.name={name},involvedObject.kind=ModelDeployment",
+    )
+    import json
+
+    return [e["reason"] for e in json.loads(events.stdout)["items"]]
+
+
+def test_apply_rolls_out_and_reports_ready(cluster: Cluster, operator: Operator, namespace: str) -> None:
+    assert cluster.apply(modeldeployment("fraud", namespace, valid_spec())).returncode == 0
+    deployment = wait_for(
+        lambda: (
+            (d := cluster.get("deployment", "fraud", namespace))
+            and condition(d, "Available").get("status") == "True"
+            and d["status"].get("availableReplicas") == 3
+            and d
+        ),
+        what="the Deployment to become Available with 3 pods",
+    )
+    md = wait_for(lambda: ready_at_generation(cluster, "fraud", namespace), what="Ready=True")
+    status = md["status"]
+    assert status["phase"] == "Ready"
+    assert status["stable"]["model"] == {"name": "fraud-scorer", "version": "7", "uri": "s3://models/fraud-scorer/7"}
+    assert status["stable"]["revision"] == deployment["metadata"]["labels"]["modeldeploy.io/revision"]
+    assert (status["replicas"], status["readyReplicas"]) == (3, 3)
+    assert {c["type"]: c["status"] for c in status["conditions"]} == {
+        "Ready": "True",
+        "Progressing": "False",
+        "Degraded": "False",
+    }
+    service = cluster.get("service", "fraud", namespace)
+    assert service is not None
+    for child in (deployment, service):
+        assert child["metadata"]["ownerReferences"][0]["uid"] == md["metadata"]["uid"]
+    printed = cluster.kubectl("get", "mdep", "fraud", "-n", namespace).stdout
+    assert "Ready" in printed.splitlines()[1]
+    assert printed.split()[:4] == ["NAME", "PHASE", "STABLE", "READY"]
+    assert wait_for(
+        lambda: {"RolloutStarted", "RolloutCompleted"} <= set(event_reasons(cluster, "fraud", namespace)), what="Events"
+    )
+
+
+def test_spec_change_rolls_out_a_new_revision(cluster: Cluster, operator: Operator, namespace: str) -> None:
+    cluster.apply(modeldeployment("fraud", namespace, valid_spec()))
+    first = wait_for(lambda: ready_at_generation(cluster, "fraud", namespace), what="first revision Ready")
+    spec = valid_spec(model={**valid_spec()["model"], "version": "8", "uri": "s3://models/fraud-scorer/8"})
+    cluster.apply(modeldeployment("fraud", namespace, spec))
+    second = wait_for(
+        lambda: (md := ready_at_generation(cluster, "fraud", namespace)) and md["metadata"]["generation"] == 2 and md,
+        what="second revision Ready",
+    )
+    assert second["status"]["stable"]["model"]["version"] == "8"
+    assert second["status"]["stable"]["revision"] != first["status"]["stable"]["revision"]
+    assert second["status"]["targetRevision"] == second["status"]["stable"]["revision"]
+    pods = cluster.kubectl("get", "pods", "-n", namespace, "-o", "jsonpath={.items[*].metadata.labels}").stdout
+    assert first["status"]["stable"]["revision"] not in pods
+    assert condition(second, "Degraded")["lastTransitionTime"] == condition(first, "Degraded")["lastTransitionTime"]
+    assert "RolloutStarted" in event_reasons(cluster, "fraud", namespace)
+
+
+def test_scale_up_and_down_to_zero(cluster: Cluster, operator: Operator, namespace: str) -> None:
+    cluster.apply(modeldeployment("fraud", namespace, valid_spec(replicas=2)))
+    wait_for(lambda: ready_at_generation(cluster, "fraud", namespace), what="Ready at 2 replicas")
+    revision = cluster.get("mdep", "fraud", namespace)["status"]["stable"]["revision"]
+    cluster.apply(modeldeployment("fraud", namespace, valid_spec(replicas=5)))
+    md = wait_for(
+        lambda: (m := ready_at_generation(cluster, "fraud", namespace)) and m["status"]["readyReplicas"] == 5 and m,
+        what="5 ready replicas",
+    )
+    assert md["status"]["stable"]["revision"] == revision, "scaling is not a new revision"
+    cluster.apply(modeldeployment("fraud", namespace, valid_spec(replicas=0)))
+    md = wait_for(
+        lambda: (m := cluster.get("mdep", "fraud", namespace)) and m["status"].get("phase") == "ScaledToZero" and m,
+        what="ScaledToZero",
+    )
+    assert md["status"]["replicas"] == 0
+
+
+def test_autoscaling_owns_an_hpa_that_goes_away_with_it(cluster: Cluster, operator: Operator, namespace: str) -> None:
+    cluster.apply(
+        modeldeployment("fraud", namespace, valid_spec(replicas=None, autoscaling={"minReplicas": 2, "maxReplicas": 4}))
+    )
+    hpa = wait_for(lambda: cluster.get("hpa", "fraud", namespace), what="the HPA")
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 4)
+    cluster.apply(modeldeployment("fraud", namespace, valid_spec(replicas=1)))
+    wait_for(lambda: cluster.get("hpa", "fraud", namespace) is None, what="the HPA to be deleted")
+    wait_for(
+        lambda: (d := cluster.get("deployment", "fraud", namespace)) and d["spec"]["replicas"] == 1,
+        what="fixed replicas again",
+    )
+
+
+def test_delete_garbage_collects_children(cluster: Cluster, operator: Operator, namespace: str) -> None:
+    cluster.apply(modeldeployment("fraud", namespace, valid_spec()))
+    wait_for(lambda: ready_at_generation(cluster, "fraud", namespace), what="Ready")
+    cluster.kubectl("delete", "mdep", "fraud", "-n", namespace)
+    wait_for(
+        lambda: (
+            cluster.get("deployment", "fraud", namespace) is None and cluster.get("service", "fraud", namespace) is None
+        ),
+        what="children to be garbage-collected",
+    )
+    wait_for(
+        lambda: not cluster.kubectl("get", "pods", "-n", namespace, "-o", "name").stdout.strip(), what="pods to go"
+    )
+
+
+def test_deleted_child_is_recreated(cluster: Cluster, operator: Operator, namespace: str) -> None:
+    cluster.apply(modeldeployment("fraud", namespace, valid_spec()))
+    wait_for(lambda: ready_at_generation(cluster, "fraud", namespace), what="Ready")
+    old_uid = cluster.get("service", "fraud", namespace)["metadata"]["uid"]
+    cluster.kubectl("delete", "service", "fraud", "-n", namespace)
+    wait_for(
+        lambda: (s := cluster.get("service", "fraud", namespace)) and s["metadata"]["uid"] != old_uid,
+        what="the Service to come back",
+    )
+
+
+def test_foreign_object_with_our_name_is_left_alone(cluster: Cluster, operator: Operator, namespace: str) -> None:
+    cluster.kubectl("create", "service", "clusterip", "fraud", "--tcp=80:80", "-n", namespace)
+    before = cluster.get("service", "fraud", namespace)
+    cluster.apply(modeldeployment("fraud", namespace, valid_spec()))
+    md = wait_for(
+        lambda: (
+            (m := cluster.get("mdep", "fraud", namespace))
+            and condition(m, "Degraded").get("reason") == "NameConflict"
+            and m
+        ),
+        what="NameConflict",
+    )
+    assert "Service" in condition(md, "Degraded")["message"]
+    after = cluster.get("service", "fraud", namespace)
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+
+
+@pytest.mark.parametrize("case", bad_specs("schema", "cel"), ids=lambda c: c["id"])
+def test_api_server_rejects_malformed_specs(cluster: Cluster, namespace: str, case: dict[str, Any]) -> None:
+    result = cluster.apply(modeldeployment(case.get("name", "bad"), namespace, case["spec"]))
+    assert result.returncode != 0, f"{case['id']} was admitted"
+    assert case["api_error"] in result.stderr
+    assert cluster.kubectl("get", "mdep", "-n", namespace, "-o", "name").stdout.strip() == ""
+
+
+@pytest.mark.parametrize("case", bad_specs("operator"), ids=lambda c: c["id"])
+def test_operator_reports_what_admission_cannot_know(
+    cluster: Cluster, operator: Operator, namespace: str, case: dict[str, Any]
+) -> None:
+    cluster.apply(modeldeployment("fraud", namespace, valid_spec()))
+    wait_for(lambda: ready_at_generation(cluster, "fraud", namespace), what="a good revision first")
+    assert cluster.apply(modeldeployment("fraud", namespace, case["spec"])).returncode == 0
+    md = wait_for(
+        lambda: (
+            (m := cluster.get("mdep", "fraud", namespace))
+            and m["status"]["observedGeneration"] == 2
+            and condition(m, "Degraded").get("status") == "True"
+            and m
+        ),
+        what="Degraded",
+    )
+    degraded = condition(md, "Degraded")
+    assert degraded["reason"] == "InvalidSpec"
+    assert case["field"] in degraded["message"]
+    assert case["error"] in degraded["message"]
+    assert md["status"]["phase"] == "Degraded"
+    assert md["status"]["stable"]["model"]["version"] == "7", "the last good revision keeps serving"
+    deployment = cluster.get("deployment", "fraud", namespace)
+    assert deployment["metadata"]["generation"] == 1, "nothing was applied"
+    assert "SpecRejected" in wait_for(lambda: event_reasons(cluster, "fraud", namespace), what="events")
+
+
+def test_operator_restart_writes_nothing_to_unchanged_objects(
+    cluster: Cluster, operator: Operator, namespace: str
+) -> None:
+    cluster.apply(
+        [
+            modeldeployment("fixed", namespace, valid_spec()),
+            modeldeployment("scaled", namespace, valid_spec(replicas=None, autoscaling={"maxReplicas": 3})),
+        ]
+    )
+    for name in ("fixed", "scaled"):
+        wait_for(lambda n=name: ready_at_generation(cluster, n, namespace), what=f"{name} Ready")
+
+    def versions() -> dict[str, str]:
+        listing = cluster.kubectl(
+            "get",
+            "mdep,deployment,service,hpa",
+            "-n",
+            namespace,
+            "-o",
+            "jsonpath={range .items[*]}{.kind}/{.metadata.name}={.metadata.resourceVersion}\n{end}",
+        )
+        return dict(line.split("=") for line in listing.stdout.split())
+
+    before = versions()
+    operator.stop()
+    mark = cluster.audit_lines()
+    operator.start()
+    everything = cluster.kubectl("get", "mdep", "--all-namespaces", "-o", "name").stdout.split()
+    wait_for(lambda: operator.settled(len(everything)), what="the restarted operator to reconcile every object")
+    assert versions() == before
+    if cluster.audit_log is not None:
+        writes = [
+            (w["verb"], w["objectRef"].get("resource"), w["objectRef"].get("name"))
+            for w in cluster.operator_writes(mark)
+        ]
+        assert writes == [], f"the restarted operator wrote: {writes}"
