@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
-from tests.e2e.conftest import Cluster, Operator, condition, modeldeployment, wait_for
 
+from cluster_support import Cluster, Operator, condition, modeldeployment, wait_for
 from specs import bad_specs, valid_spec
 
 pytestmark = pytest.mark.e2e
@@ -37,8 +38,6 @@ def event_reasons(cluster: Cluster, name: str, namespace: str) -> list[str]:
         "json",
         f"--field-selector=involvedObject.name={name},involvedObject.kind=ModelDeployment",
     )
-    import json
-
     return [e["reason"] for e in json.loads(events.stdout)["items"]]
 
 

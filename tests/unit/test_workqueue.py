@@ -1,4 +1,5 @@
 import asyncio
+import itertools
 
 from modeldeploy.workqueue import Key, WorkQueue
 
@@ -83,7 +84,7 @@ def test_failures_are_retried_with_growing_delays_until_success() -> None:
 
     times = asyncio.run(scenario())
     assert len(times) == 4, "no retries after success"
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert gaps[0] >= 0.02
     assert gaps[1] >= 0.04
     assert gaps[2] >= 0.08

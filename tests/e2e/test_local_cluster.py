@@ -1,0 +1,73 @@
+"""The local control plane itself: it starts, serves only on loopback, and leaves nothing behind."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from cluster_support import wait_for
+from modeldeploy.devcluster.cluster import ClusterError, LocalCluster
+
+pytestmark = pytest.mark.e2e
+
+
+def listening_addresses(pids: set[int]) -> set[str]:
+    """Local addresses of TCP sockets in LISTEN state held by `pids`, from /proc (no extra tools)."""
+    inodes: set[str] = set()
+    for pid in pids:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    addresses = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as rows:
+            lines = rows.read().splitlines()[1:]
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A = LISTEN
+                addresses.add(fields[1].split(":")[0])
+    return addresses
+
+
+def test_cluster_starts_serves_on_loopback_and_stops_cleanly() -> None:
+    local = LocalCluster.temporary()
+    local.start()
+    try:
+        pids = {p.pid for p in local.processes.values()}
+        assert set(local.processes) == {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"}
+        assert listening_addresses(pids) == {"0100007F"}, "only 127.0.0.1 (little-endian hex) is listened on"
+        nodes = json.loads(local.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+        assert [n["metadata"]["name"] for n in nodes] == ["kwok-node-0"]
+        # RBAC is on: a service account with no bindings may not list secrets.
+        local.kubectl("create", "serviceaccount", "nobody")
+        denied = local.kubectl(
+            "auth", "can-i", "list", "secrets", "--as=system:serviceaccount:default:nobody", check=False
+        )
+        assert denied.stdout.strip() == "no"
+        token = local.kubectl("create", "token", "nobody").stdout.strip()
+        assert token.count(".") == 2, "the service-account token signer works"
+    finally:
+        local.stop()
+    for pid in pids:
+        wait_for(lambda p=pid: not os.path.exists(f"/proc/{p}") or _zombie(p), 15, f"process {pid} to exit")
+    assert not local.state_dir.exists(), "the temporary state directory is removed"
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] == "Z"
+    except OSError:
+        return True
+
+
+def test_start_fails_clearly_without_binaries(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("MODELDEPLOY_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(ClusterError, match="modeldeploy cluster build"):
+        LocalCluster(tmp_path / "state").start()
