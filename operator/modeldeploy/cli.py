@@ -44,6 +44,19 @@ def run(
     handlers.run_operator(list(namespace or []), liveness_port, workers, log_format, verbose)
 
 
+@app.command()
+def demo(
+    file: Annotated[Path, typer.Option("--file", "-f", help="The ModelDeployment to deploy.")] = Path(
+        "manifests/examples/fraud-scorer.yaml"
+    ),
+    keep: Annotated[bool, typer.Option(help="Leave the cluster and the operator running afterwards.")] = False,
+) -> None:
+    """Build (or reuse) a local cluster, run the operator, deploy a model and roll out a new version, live."""
+    from modeldeploy import demo as demo_module
+
+    raise typer.Exit(demo_module.main(file, keep))
+
+
 cluster_app = typer.Typer(help="A local Kubernetes control plane built from Go modules (no Docker needed).")
 app.add_typer(cluster_app, name="cluster")
 

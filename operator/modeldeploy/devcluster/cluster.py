@@ -35,6 +35,7 @@ VERSIONS = {
     "HELM_VERSION": "3.22.0",
 }
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok", "helm")
+CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 OPERATOR_USER = "modeldeploy-operator"
 
@@ -247,7 +248,13 @@ class LocalCluster:
     def running(self) -> bool:
         if not self.pid_file.exists():
             return False
-        return all(_alive(int(pid)) for pid in json.loads(self.pid_file.read_text()).values())
+        pids = json.loads(self.pid_file.read_text())
+        return all(name in pids and _alive(int(pids[name])) for name in CONTROL_PLANE)
+
+    def attach(self, name: str, pid: int) -> None:
+        """Records another process (the demo's operator) so that `stop` ends it with the cluster."""
+        pids = json.loads(self.pid_file.read_text()) if self.pid_file.exists() else {}
+        self.pid_file.write_text(json.dumps({**pids, name: pid}))
 
     # -- helpers ---------------------------------------------------------------------------------------
 
