@@ -21,3 +21,17 @@ def valid_spec(**overrides: Any) -> dict[str, Any]:
     spec: dict[str, Any] = copy.deepcopy(yaml.safe_load(EXAMPLE.read_text())["spec"])
     spec.update(overrides)
     return spec
+
+
+# A container that really serves on a real kubelet (kind) as well as under KWOK: agnhost's HTTP echo server.
+SERVING_RUNTIME = {
+    "preset": "custom",
+    "image": "registry.k8s.io/e2e-test-images/agnhost:2.53",
+    "port": 8080,
+    "args": ["netexec", "--http-port=8080"],
+}
+
+
+def serving_spec(**overrides: Any) -> dict[str, Any]:
+    """A spec whose pods become Ready on any cluster, for the end-to-end tests."""
+    return valid_spec(**{"runtime": SERVING_RUNTIME, **overrides})

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from cluster_support import Cluster, Operator, condition, modeldeployment, wait_for
-from specs import bad_specs, valid_spec
+from specs import bad_specs, serving_spec
 
 pytestmark = pytest.mark.e2e
 
@@ -42,7 +42,7 @@ def event_reasons(cluster: Cluster, name: str, namespace: str) -> list[str]:
 
 
 def test_apply_rolls_out_and_reports_ready(cluster: Cluster, operator: Operator, namespace: str) -> None:
-    assert cluster.apply(modeldeployment("fraud", namespace, valid_spec())).returncode == 0
+    assert cluster.apply(modeldeployment("fraud", namespace, serving_spec())).returncode == 0
     deployment = wait_for(
         lambda: (
             (d := cluster.get("deployment", "fraud", namespace))
@@ -76,9 +76,9 @@ def test_apply_rolls_out_and_reports_ready(cluster: Cluster, operator: Operator,
 
 
 def test_spec_change_rolls_out_a_new_revision(cluster: Cluster, operator: Operator, namespace: str) -> None:
-    cluster.apply(modeldeployment("fraud", namespace, valid_spec()))
+    cluster.apply(modeldeployment("fraud", namespace, serving_spec()))
     first = wait_for(lambda: ready_at_generation(cluster, "fraud", namespace), what="first revision Ready")
-    spec = valid_spec(model={**valid_spec()["model"], "version": "8", "uri": "s3://models/fraud-scorer/8"})
+    spec = serving_spec(model={**serving_spec()["model"], "version": "8", "uri": "s3://models/fraud-scorer/8"})
     cluster.apply(modeldeployment("fraud", namespace, spec))
     second = wait_for(
         lambda: (md := ready_at_generation(cluster, "fraud", namespace)) and md["metadata"]["generation"] == 2 and md,
@@ -94,16 +94,16 @@ def test_spec_change_rolls_out_a_new_revision(cluster: Cluster, operator: Operat
 
 
 def test_scale_up_and_down_to_zero(cluster: Cluster, operator: Operator, namespace: str) -> None:
-    cluster.apply(modeldeployment("fraud", namespace, valid_spec(replicas=2)))
+    cluster.apply(modeldeployment("fraud", namespace, serving_spec(replicas=2)))
     wait_for(lambda: ready_at_generation(cluster, "fraud", namespace), what="Ready at 2 replicas")
     revision = cluster.get("mdep", "fraud", namespace)["status"]["stable"]["revision"]
-    cluster.apply(modeldeployment("fraud", namespace, valid_spec(replicas=5)))
+    cluster.apply(modeldeployment("fraud", namespace, serving_spec(replicas=5)))
     md = wait_for(
         lambda: (m := ready_at_generation(cluster, "fraud", namespace)) and m["status"]["readyReplicas"] == 5 and m,
         what="5 ready replicas",
     )
     assert md["status"]["stable"]["revision"] == revision, "scaling is not a new revision"
-    cluster.apply(modeldeployment("fraud", namespace, valid_spec(replicas=0)))
+    cluster.apply(modeldeployment("fraud", namespace, serving_spec(replicas=0)))
     md = wait_for(
         lambda: (m := cluster.get("mdep", "fraud", namespace)) and m["status"].get("phase") == "ScaledToZero" and m,
         what="ScaledToZero",
@@ -113,11 +113,11 @@ def test_scale_up_and_down_to_zero(cluster: Cluster, operator: Operator, namespa
 
 def test_autoscaling_owns_an_hpa_that_goes_away_with_it(cluster: Cluster, operator: Operator, namespace: str) -> None:
     cluster.apply(
-        modeldeployment("fraud", namespace, valid_spec(replicas=None, autoscaling={"minReplicas": 2, "maxReplicas": 4}))
+        modeldeployment("fraud", namespace, serving_spec(replicas=None, autoscaling={"minReplicas": 2, "maxReplicas": 4}))
     )
     hpa = wait_for(lambda: cluster.get("hpa", "fraud", namespace), what="the HPA")
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 4)
-    cluster.apply(modeldeployment("fraud", namespace, valid_spec(replicas=1)))
+    cluster.apply(modeldeployment("fraud", namespace, serving_spec(replicas=1)))
     wait_for(lambda: cluster.get("hpa", "fraud", namespace) is None, what="the HPA to be deleted")
     wait_for(
         lambda: (d := cluster.get("deployment", "fraud", namespace)) and d["spec"]["replicas"] == 1,
@@ -126,7 +126,7 @@ def test_autoscaling_owns_an_hpa_that_goes_away_with_it(cluster: Cluster, operat
 
 
 def test_delete_garbage_collects_children(cluster: Cluster, operator: Operator, namespace: str) -> None:
-    cluster.apply(modeldeployment("fraud", namespace, valid_spec()))
+    cluster.apply(modeldeployment("fraud", namespace, serving_spec()))
     wait_for(lambda: ready_at_generation(cluster, "fraud", namespace), what="Ready")
     cluster.kubectl("delete", "mdep", "fraud", "-n", namespace)
     wait_for(
@@ -141,7 +141,7 @@ def test_delete_garbage_collects_children(cluster: Cluster, operator: Operator, 
 
 
 def test_deleted_child_is_recreated(cluster: Cluster, operator: Operator, namespace: str) -> None:
-    cluster.apply(modeldeployment("fraud", namespace, valid_spec()))
+    cluster.apply(modeldeployment("fraud", namespace, serving_spec()))
     wait_for(lambda: ready_at_generation(cluster, "fraud", namespace), what="Ready")
     old_uid = cluster.get("service", "fraud", namespace)["metadata"]["uid"]
     cluster.kubectl("delete", "service", "fraud", "-n", namespace)
@@ -154,7 +154,7 @@ def test_deleted_child_is_recreated(cluster: Cluster, operator: Operator, namesp
 def test_foreign_object_with_our_name_is_left_alone(cluster: Cluster, operator: Operator, namespace: str) -> None:
     cluster.kubectl("create", "service", "clusterip", "fraud", "--tcp=80:80", "-n", namespace)
     before = cluster.get("service", "fraud", namespace)
-    cluster.apply(modeldeployment("fraud", namespace, valid_spec()))
+    cluster.apply(modeldeployment("fraud", namespace, serving_spec()))
     md = wait_for(
         lambda: (
             (m := cluster.get("mdep", "fraud", namespace))
@@ -180,7 +180,7 @@ def test_api_server_rejects_malformed_specs(cluster: Cluster, namespace: str, ca
 def test_operator_reports_what_admission_cannot_know(
     cluster: Cluster, operator: Operator, namespace: str, case: dict[str, Any]
 ) -> None:
-    cluster.apply(modeldeployment("fraud", namespace, valid_spec()))
+    cluster.apply(modeldeployment("fraud", namespace, serving_spec()))
     wait_for(lambda: ready_at_generation(cluster, "fraud", namespace), what="a good revision first")
     assert cluster.apply(modeldeployment("fraud", namespace, case["spec"])).returncode == 0
     md = wait_for(
@@ -208,8 +208,8 @@ def test_operator_restart_writes_nothing_to_unchanged_objects(
 ) -> None:
     cluster.apply(
         [
-            modeldeployment("fixed", namespace, valid_spec()),
-            modeldeployment("scaled", namespace, valid_spec(replicas=None, autoscaling={"maxReplicas": 3})),
+            modeldeployment("fixed", namespace, serving_spec()),
+            modeldeployment("scaled", namespace, serving_spec(replicas=None, autoscaling={"maxReplicas": 3})),
         ]
     )
     for name in ("fixed", "scaled"):
