@@ -113,7 +113,9 @@ def test_scale_up_and_down_to_zero(cluster: Cluster, operator: Operator, namespa
 
 def test_autoscaling_owns_an_hpa_that_goes_away_with_it(cluster: Cluster, operator: Operator, namespace: str) -> None:
     cluster.apply(
-        modeldeployment("fraud", namespace, serving_spec(replicas=None, autoscaling={"minReplicas": 2, "maxReplicas": 4}))
+        modeldeployment(
+            "fraud", namespace, serving_spec(replicas=None, autoscaling={"minReplicas": 2, "maxReplicas": 4})
+        )
     )
     hpa = wait_for(lambda: cluster.get("hpa", "fraud", namespace), what="the HPA")
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 4)
@@ -148,6 +150,26 @@ def test_deleted_child_is_recreated(cluster: Cluster, operator: Operator, namesp
     wait_for(
         lambda: (s := cluster.get("service", "fraud", namespace)) and s["metadata"]["uid"] != old_uid,
         what="the Service to come back",
+    )
+
+
+def test_edited_child_is_set_back(cluster: Cluster, operator: Operator, namespace: str) -> None:
+    cluster.apply(modeldeployment("fraud", namespace, serving_spec()))
+    wait_for(lambda: ready_at_generation(cluster, "fraud", namespace), what="Ready")
+    cluster.kubectl("scale", "deployment", "fraud", "--replicas=1", "-n", namespace)
+    cluster.kubectl("set", "env", "deployment/fraud", "-n", namespace, "MODEL_VERSION=tampered")
+    restored = wait_for(
+        lambda: (
+            (d := cluster.get("deployment", "fraud", namespace))
+            and d["spec"]["replicas"] == 3
+            and {"name": "MODEL_VERSION", "value": "7"} in d["spec"]["template"]["spec"]["containers"][0]["env"]
+            and d
+        ),
+        what="the operator to set the Deployment back",
+    )
+    assert (
+        restored["metadata"]["labels"]["modeldeploy.io/revision"]
+        == cluster.get("mdep", "fraud", namespace)["status"]["targetRevision"]
     )
 
 
