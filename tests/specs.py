@@ -33,5 +33,5 @@ SERVING_RUNTIME = {
 
 
 def serving_spec(**overrides: Any) -> dict[str, Any]:
-    """A spec whose pods become Ready on any cluster, for the end-to-end tests."""
-    return valid_spec(**{"runtime": SERVING_RUNTIME, **overrides})
+    """A spec whose pods become Ready on any cluster, for the end-to-end tests; no canary steps by default."""
+    return valid_spec(**{"runtime": SERVING_RUNTIME, "rollout": {"steps": []}, **overrides})

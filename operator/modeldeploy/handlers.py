@@ -11,7 +11,7 @@ import kopf
 from modeldeploy.adapters import metrics
 from modeldeploy.adapters.kube import Kube, load_api_client
 from modeldeploy.core import api
-from modeldeploy.core.render import MANAGED_BY, MANAGED_BY_LABEL
+from modeldeploy.core.naming import MANAGED_BY, MANAGED_BY_LABEL
 from modeldeploy.reconcile import Reconciler
 from modeldeploy.workqueue import Key, WorkQueue
 
@@ -19,6 +19,9 @@ CHILD_RESOURCES = (
     ("apps", "v1", "deployments"),
     ("", "v1", "services"),
     ("autoscaling", "v2", "horizontalpodautoscalers"),
+    ("networking.k8s.io", "v1", "ingresses"),
+    ("gateway.networking.k8s.io", "v1", "httproutes"),
+    ("networking.istio.io", "v1", "virtualservices"),
 )
 
 
@@ -29,8 +32,7 @@ async def start(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> N
     reconciler = Reconciler(Kube(load_api_client()))
 
     async def reconcile(key: Key) -> float | None:
-        await asyncio.to_thread(reconciler.reconcile, *key)
-        return None
+        return await asyncio.to_thread(reconciler.reconcile, *key)
 
     memo.queue = WorkQueue(reconcile, workers=memo.workers)
     metrics.WORKQUEUE_DEPTH.set_function(memo.queue.depth)

@@ -1,7 +1,8 @@
-"""One idempotent, level-based reconcile per ModelDeployment: read, render, apply what differs, report."""
+"""One idempotent, level-based reconcile per ModelDeployment: read, decide, apply what differs, report."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -13,24 +14,29 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from modeldeploy.adapters import metrics
-from modeldeploy.adapters.kube import Kube
-from modeldeploy.core.api import ModelDeploymentSpec, ModelDeploymentStatus
+from modeldeploy.adapters.kube import RESOURCES, Kube
+from modeldeploy.core.api import ActionStatus, ModelDeploymentStatus, ServedModel
 from modeldeploy.core.compare import contains
+from modeldeploy.core.naming import ACTION_ANNOTATION, PAUSED_ANNOTATION, Owner, canary_name
 from modeldeploy.core.presets import SpecError
-from modeldeploy.core.render import Owner, render
+from modeldeploy.core.render import live_template, pod_template, render
+from modeldeploy.core.rollout import Action, Decision, Observed, decide, parse_action
+from modeldeploy.core.routers import ROUTERS, ROUTING_KINDS
 from modeldeploy.core.status import (
     APPLY_FAILED,
     INVALID_SPEC,
     DeploymentState,
+    Event,
     Observation,
     compute_status,
+    now_rfc3339,
     status_patch,
 )
 from modeldeploy.core.validation import validate
 
 log = logging.getLogger("modeldeploy.reconcile")
 
-CHILD_KINDS = ("Deployment", "Service", "HorizontalPodAutoscaler")
+CHILD_KINDS = ("Deployment", "Service", "HorizontalPodAutoscaler", *ROUTING_KINDS)
 
 
 @dataclass
@@ -48,18 +54,38 @@ def _previous_status(raw: dict[str, Any]) -> ModelDeploymentStatus:
 
 
 def _owned_by(obj: dict[str, Any], uid: str) -> bool:
-    return any(ref.get("uid") == uid and ref.get("controller") for ref in obj["metadata"].get("ownerReferences") or [])
+    refs = obj["metadata"].get("ownerReferences") or []
+    return any(ref.get("uid") == uid and ref.get("controller") for ref in refs)
+
+
+def _pending_action(
+    annotations: dict[str, str], previous: ModelDeploymentStatus, now: datetime
+) -> tuple[Action | None, ActionStatus | None]:
+    """The manual action still to handle, or the record of an unusable one (each is handled once)."""
+    raw = annotations.get(ACTION_ANNOTATION)
+    if not raw:
+        return None, None
+    handled = previous.last_action.id if previous.last_action else None
+    try:
+        action = parse_action(raw)
+    except ValueError as error:
+        digest = hashlib.sha256(raw.encode()).hexdigest()[:12]
+        if digest == handled:
+            return None, None
+        return None, ActionStatus(action="invalid", id=digest, at=now_rfc3339(now), result=str(error))
+    return (None if action.id == handled else action), None
 
 
 class Reconciler:
     def __init__(self, kube: Kube) -> None:
         self.kube = kube
 
-    def reconcile(self, namespace: str, name: str) -> None:
+    def reconcile(self, namespace: str, name: str) -> float | None:
+        """Returns when to look again (a canary in progress), or None."""
         started = time.perf_counter()
         try:
             with metrics.RECONCILES_IN_FLIGHT.track_inprogress():
-                self._reconcile(namespace, name)
+                again = self._reconcile(namespace, name)
         except Exception as error:
             label = f"api_{error.status}" if isinstance(error, ApiException) else type(error).__name__
             metrics.RECONCILES.labels(result="error").inc()
@@ -69,71 +95,112 @@ class Reconciler:
             metrics.RECONCILES.labels(result="success").inc()
         finally:
             metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
+        return again
 
-    def _reconcile(self, namespace: str, name: str) -> None:
+    def _reconcile(self, namespace: str, name: str) -> float | None:
         md = self.kube.get_modeldeployment(namespace, name)
         if md is None or md["metadata"].get("deletionTimestamp"):
             metrics.OBJECTS.set(f"{namespace}/{name}", None)
-            return
+            return None
         meta = md["metadata"]
+        annotations = meta.get("annotations") or {}
         owner = Owner(name=name, namespace=namespace, uid=meta["uid"])
         raw_status = md.get("status") or {}
-        spec: ModelDeploymentSpec | None = None
-        revision: str | None = None
-        deployment: DeploymentState | None = None
-        failure: ReconcileError | None = None
-        try:
-            spec = validate(name, md.get("spec") or {})
-            desired = render(owner, spec)
-            revision = desired.revision
-            live_deployment = self._converge(owner, desired.objects)
-            deployment = DeploymentState.from_object(live_deployment)
-        except SpecError as error:
-            failure = ReconcileError(INVALID_SPEC, str(error))
-        except ReconcileError as error:
-            failure = error
+        previous = _previous_status(raw_status)
+        now = datetime.now(UTC)
+        action, rejected_action = _pending_action(annotations, previous, now)
+        paused = annotations.get(PAUSED_ANNOTATION) == "true"
 
         observation = Observation(
-            generation=int(meta.get("generation") or 0),
-            spec=spec,
-            revision=revision,
-            deployment=deployment,
-            failure_reason=failure.reason if failure else None,
-            failure_message=failure.message if failure else None,
+            generation=int(meta.get("generation") or 0), spec=None, revision=None, deployment=None, paused=paused
         )
-        status, events = compute_status(_previous_status(raw_status), observation, datetime.now(UTC))
+        decision: Decision | None = None
+        try:
+            spec = validate(name, md.get("spec") or {})
+            target = pod_template(owner, spec)
+            observation = Observation(observation.generation, spec, target.revision, None, paused=paused)
+            live = self._live_children(owner)
+            stable_live = live.get(("Deployment", name))
+            canary_live = live.get(("Deployment", canary_name(owner)))
+            router = ROUTERS[spec.traffic.router]
+            observed = Observed(
+                stable=DeploymentState.from_object(stable_live) if stable_live else None,
+                canary=DeploymentState.from_object(canary_live) if canary_live else None,
+                router_weight=router.read_weight(owner, list(live.values())),
+                paused=paused,
+                action=action,
+            )
+            model = ServedModel(name=spec.model.name, version=spec.model.version, uri=spec.model.uri)
+            decision = decide(spec, target.revision, model, observed, previous, now)
+            stable_template = live_template(stable_live) if stable_live and not decision.stable_runs_target else target
+            desired = render(
+                owner,
+                spec,
+                stable_template,
+                target if decision.canary_replicas is not None else None,
+                decision.canary_replicas or 0,
+                decision.weight,
+            )
+            keep = set()
+            if canary_live is not None and decision.canary_replicas is None and not decision.delete_canary:
+                keep.add(("Deployment", canary_name(owner)))  # drains until its scale-down time
+            stable_after = self._converge(owner, desired, live, keep)
+            observation = Observation(
+                observation.generation, spec, target.revision, DeploymentState.from_object(stable_after), paused=paused
+            )
+        except SpecError as error:
+            observation = _failed(observation, INVALID_SPEC, str(error))
+        except ReconcileError as error:
+            observation = _failed(observation, error.reason, error.message)
+            decision = None
+
+        current = decision.status if decision else previous
+        status, events = compute_status(previous, current, observation, now)
+        events = [*(decision.events if decision else []), *events]
+        if rejected_action is not None:
+            status = status.model_copy(update={"last_action": rejected_action})
+            events.append(Event("Warning", "ActionRejected", rejected_action.result))
         metrics.OBJECTS.set(f"{namespace}/{name}", status.phase)
         patch = status_patch(raw_status, status)
-        if patch is None:
-            return
-        self.kube.patch_status(namespace, name, patch)
-        metrics.API_WRITES.labels(kind="ModelDeployment", verb="patch-status").inc()
-        if failure is not None:
-            log.warning("[%s/%s] %s: %s", namespace, name, failure.reason, failure.message)
-        log.info("[%s/%s] Status updated: phase=%s", namespace, name, status.phase)
+        if patch is not None:
+            self.kube.patch_status(namespace, name, patch)
+            metrics.API_WRITES.labels(kind="ModelDeployment", verb="patch-status").inc()
+            if observation.failure_reason is not None:
+                log.warning("[%s/%s] %s: %s", namespace, name, observation.failure_reason, observation.failure_message)
+            log.info("[%s/%s] Status updated: phase=%s", namespace, name, status.phase)
         for event in events:
+            log.info("[%s/%s] %s: %s", namespace, name, event.reason, event.message)
             try:
                 self.kube.emit_event(md, event)
             except ApiException as error:
                 log.warning("[%s/%s] Could not post Event %s: %s", namespace, name, event.reason, error.reason)
+        return decision.requeue_after if decision else None
 
-    def _converge(self, owner: Owner, desired: list[dict[str, Any]]) -> dict[str, Any]:
-        """Applies the children that differ, prunes the ones no longer wanted; returns the live Deployment."""
-        wanted = {(obj["kind"], obj["metadata"]["name"]) for obj in desired}
+    def _live_children(self, owner: Owner) -> dict[tuple[str, str], dict[str, Any]]:
+        """Our children by (kind, name); objects that only carry our labels are not ours."""
         live: dict[tuple[str, str], dict[str, Any]] = {}
         for kind in CHILD_KINDS:
             for obj in self.kube.list_children(kind, owner.namespace, owner.name):
-                if not _owned_by(obj, owner.uid):
-                    continue
-                key = (kind, obj["metadata"]["name"])
-                if key in wanted:
-                    live[key] = obj
-                else:
-                    self.kube.delete(kind, owner.namespace, obj["metadata"]["name"], obj["metadata"]["uid"])
-                    metrics.API_WRITES.labels(kind=kind, verb="delete").inc()
-                    log.info("[%s/%s] Deleted %s %s, no longer wanted", owner.namespace, owner.name, kind, key[1])
+                if _owned_by(obj, owner.uid):
+                    live[(kind, obj["metadata"]["name"])] = obj
+        return live
 
-        deployment: dict[str, Any] = {}
+    def _converge(
+        self,
+        owner: Owner,
+        desired: list[dict[str, Any]],
+        live: dict[tuple[str, str], dict[str, Any]],
+        keep: set[tuple[str, str]],
+    ) -> dict[str, Any]:
+        """Applies the children that differ, prunes the ones no longer wanted; returns the stable Deployment."""
+        wanted = {(obj["kind"], obj["metadata"]["name"]) for obj in desired} | keep
+        for (kind, child_name), obj in live.items():
+            if (kind, child_name) not in wanted:
+                self.kube.delete(kind, owner.namespace, child_name, obj["metadata"]["uid"])
+                metrics.API_WRITES.labels(kind=kind, verb="delete").inc()
+                log.info("[%s/%s] Deleted %s %s, no longer wanted", owner.namespace, owner.name, kind, child_name)
+
+        stable: dict[str, Any] = {}
         for obj in desired:
             kind, child_name = obj["kind"], obj["metadata"]["name"]
             current = live.get((kind, child_name))
@@ -141,12 +208,17 @@ class Reconciler:
                 self._refuse_foreign(kind, owner, child_name)
             if current is None or not contains(current, obj):
                 current = self._apply(owner, obj)
-            if kind == "Deployment":
-                deployment = current
-        return deployment
+            if kind == "Deployment" and child_name == owner.name:
+                stable = current
+        return stable
 
     def _refuse_foreign(self, kind: str, owner: Owner, child_name: str) -> None:
-        existing = self.kube.get(kind, owner.namespace, child_name)
+        try:
+            existing = self.kube.get(kind, owner.namespace, child_name)
+        except ApiException as error:
+            if error.status == 404:
+                return  # the kind itself is not served; applying will say so
+            raise
         if existing is not None and not _owned_by(existing, owner.uid):
             raise ReconcileError(
                 "NameConflict",
@@ -163,6 +235,12 @@ class Reconciler:
                 raise ReconcileError(
                     INVALID_SPEC, f"the API server rejected {kind} {child_name}: {_api_message(error)}"
                 ) from error
+            if error.status == 404 and kind in RESOURCES and kind in ROUTING_KINDS:
+                raise ReconcileError(
+                    "RouterUnavailable",
+                    f"the cluster does not serve {kind} ({RESOURCES[kind].api_version}), which the chosen traffic "
+                    "router writes; install it or choose another spec.traffic.router",
+                ) from error
             if error.status == 403:
                 raise ReconcileError(
                     APPLY_FAILED, f"not allowed to write {kind} {child_name}: {_api_message(error)}"
@@ -171,6 +249,18 @@ class Reconciler:
         metrics.API_WRITES.labels(kind=kind, verb="apply").inc()
         log.info("[%s/%s] Applied %s %s", owner.namespace, owner.name, kind, child_name)
         return result
+
+
+def _failed(observation: Observation, reason: str, message: str) -> Observation:
+    return Observation(
+        observation.generation,
+        observation.spec,
+        observation.revision,
+        None,
+        failure_reason=reason,
+        failure_message=message,
+        paused=observation.paused,
+    )
 
 
 def _api_message(error: ApiException) -> str:

@@ -62,6 +62,7 @@ def test_apply_rolls_out_and_reports_ready(cluster: Cluster, operator: Operator,
         "Ready": "True",
         "Progressing": "False",
         "Degraded": "False",
+        "Paused": "False",
     }
     service = cluster.get("service", "fraud", namespace)
     assert service is not None

@@ -3,7 +3,8 @@ from pydantic import ValidationError
 
 from modeldeploy.core.api import ModelDeploymentSpec, check_name, parse_spec
 from modeldeploy.core.presets import SpecError
-from modeldeploy.core.render import Owner, render
+from modeldeploy.core.naming import Owner
+from modeldeploy.core.render import pod_template
 from modeldeploy.core.validation import validate
 from specs import bad_specs, valid_spec
 
@@ -52,7 +53,7 @@ def test_operator_names_the_field_of_every_bad_spec(case: dict) -> None:
     """What admission refuses, the operator refuses too, with the field and the reason."""
 
     def check() -> None:
-        render(OWNER, validate(case.get("name", "fraud-scorer"), case["spec"]))
+        pod_template(OWNER, validate(case.get("name", "fraud-scorer"), case["spec"]))
 
     with pytest.raises(SpecError) as raised:
         check()

@@ -2,15 +2,26 @@ import pytest
 
 from modeldeploy.core.api import parse_spec
 from modeldeploy.core.presets import SpecError
-from modeldeploy.core.render import REVISION_LABEL, TRACK_LABEL, Owner, render
+from modeldeploy.core.naming import REVISION_LABEL, TRACK_LABEL, Owner
+from modeldeploy.core.render import pod_template, render
 from specs import valid_spec
 
 OWNER = Owner(name="fraud-scorer", namespace="risk", uid="uid-1")
 
 
+class Desired:
+    """The children of a ModelDeployment with no canary in progress."""
+
+    def __init__(self, spec):
+        template = pod_template(OWNER, spec)
+        self.revision = template.revision
+        self.objects = render(OWNER, spec, template, None, 0, 0)
+
+
 def objects(**overrides):
-    desired = render(OWNER, parse_spec(valid_spec(**overrides)))
-    return desired, {o["kind"]: o for o in desired.objects}
+    desired = Desired(parse_spec(valid_spec(**overrides)))
+    by_kind = {o["kind"]: o for o in desired.objects if not o["metadata"]["name"].endswith("-canary")}
+    return desired, by_kind
 
 
 def container(by_kind):
@@ -20,6 +31,10 @@ def container(by_kind):
 def test_children_are_owned_labelled_and_namespaced() -> None:
     desired, by_kind = objects()
     assert set(by_kind) == {"Deployment", "Service"}
+    assert [o["metadata"]["name"] for o in desired.objects if o["kind"] == "Service"] == [
+        "fraud-scorer",
+        "fraud-scorer-canary",
+    ]
     for obj in desired.objects:
         meta = obj["metadata"]
         assert meta["namespace"] == "risk"
@@ -47,7 +62,7 @@ def test_service_selects_the_stable_pods_on_the_named_port() -> None:
     service = by_kind["Service"]
     pod_labels = by_kind["Deployment"]["spec"]["template"]["metadata"]["labels"]
     assert all(pod_labels[k] == v for k, v in service["spec"]["selector"].items())
-    assert REVISION_LABEL not in service["spec"]["selector"]
+    assert service["spec"]["selector"] == {"app.kubernetes.io/instance": "fraud-scorer"}, "replicas router: both tracks"
     assert service["spec"]["ports"] == [{"name": "http", "port": 8000, "targetPort": "http", "protocol": "TCP"}]
 
 
@@ -129,7 +144,7 @@ def test_revision_changes_with_the_pods_and_only_with_them() -> None:
         "resources": valid_spec(runtime={"resources": {"limits": {"memory": "1Gi"}}}),
     }
     for what, spec in changed.items():
-        assert render(OWNER, parse_spec(spec)).revision != base, what
+        assert Desired(parse_spec(spec)).revision != base, what
 
 
 def test_format_the_preset_cannot_serve_is_refused() -> None:

@@ -45,11 +45,12 @@ def run(dep, previous=None, revision="rev1", generation=4, failure=None, now=T0,
         failure_reason=failure[0] if failure else None,
         failure_message=failure[1] if failure else None,
     )
-    return compute_status(previous or ModelDeploymentStatus(), obs, now)
+    previous = previous or ModelDeploymentStatus()
+    return compute_status(previous, previous, obs, now)
 
 
 def conditions(status):
-    return {c.type: (c.status, c.reason) for c in status.conditions}
+    return {c.type: (c.status, c.reason) for c in status.conditions if c.type != "Paused"}
 
 
 def test_set_condition_moves_transition_time_only_on_status_change() -> None:

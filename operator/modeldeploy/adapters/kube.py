@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -13,16 +12,31 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from modeldeploy.core import api
-from modeldeploy.core.render import FIELD_MANAGER, INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL
+from modeldeploy.core.naming import FIELD_MANAGER, INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 from modeldeploy.core.status import Event
 
 
 @dataclass(frozen=True)
-class KindOps:
-    read: Callable[..., Any]
-    patch: Callable[..., Any]
-    delete: Callable[..., Any]
-    list: Callable[..., Any]
+class Resource:
+    group: str
+    version: str
+    plural: str
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}"
+
+
+# Every kind the operator writes. Services live in the core group and go through CoreV1Api; the rest
+# through the generic group/version/plural paths.
+RESOURCES = {
+    "Deployment": Resource("apps", "v1", "deployments"),
+    "HorizontalPodAutoscaler": Resource("autoscaling", "v2", "horizontalpodautoscalers"),
+    "Ingress": Resource("networking.k8s.io", "v1", "ingresses"),
+    "HTTPRoute": Resource("gateway.networking.k8s.io", "v1", "httproutes"),
+    "VirtualService": Resource("networking.istio.io", "v1", "virtualservices"),
+}
+SERVICE = "Service"
 
 
 def load_api_client() -> client.ApiClient:
@@ -38,33 +52,15 @@ def _body(response: Any) -> dict[str, Any]:
     return json.loads(response.data)  # type: ignore[no-any-return]
 
 
+def is_not_served(error: ApiException) -> bool:
+    """404 on a collection: the kind's CRD is not installed."""
+    return bool(error.status == 404)
+
+
 class Kube:
     def __init__(self, api_client: client.ApiClient) -> None:
-        apps = client.AppsV1Api(api_client)
-        core = client.CoreV1Api(api_client)
-        autoscaling = client.AutoscalingV2Api(api_client)
-        self.core = core
+        self.core = client.CoreV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
-        self.ops = {
-            "Deployment": KindOps(
-                apps.read_namespaced_deployment,
-                apps.patch_namespaced_deployment,
-                apps.delete_namespaced_deployment,
-                apps.list_namespaced_deployment,
-            ),
-            "Service": KindOps(
-                core.read_namespaced_service,
-                core.patch_namespaced_service,
-                core.delete_namespaced_service,
-                core.list_namespaced_service,
-            ),
-            "HorizontalPodAutoscaler": KindOps(
-                autoscaling.read_namespaced_horizontal_pod_autoscaler,
-                autoscaling.patch_namespaced_horizontal_pod_autoscaler,
-                autoscaling.delete_namespaced_horizontal_pod_autoscaler,
-                autoscaling.list_namespaced_horizontal_pod_autoscaler,
-            ),
-        }
         self.instance = socket.gethostname()
 
     def get_modeldeployment(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -81,40 +77,73 @@ class Kube:
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return _body(self.ops[kind].read(name, namespace, _preload_content=False))
+            if kind == SERVICE:
+                return _body(self.core.read_namespaced_service(name, namespace, _preload_content=False))
+            r = RESOURCES[kind]
+            return _body(
+                self.custom.get_namespaced_custom_object(
+                    r.group, r.version, namespace, r.plural, name, _preload_content=False
+                )
+            )
         except ApiException as error:
             if error.status == 404:
                 return None
             raise
 
     def list_children(self, kind: str, namespace: str, owner_name: str) -> list[dict[str, Any]]:
+        """Objects of `kind` labelled as ours for this owner; none when the kind is not served at all."""
         selector = f"{INSTANCE_LABEL}={owner_name},{MANAGED_BY_LABEL}={MANAGED_BY}"
-        listing = _body(self.ops[kind].list(namespace, label_selector=selector, _preload_content=False))
+        try:
+            if kind == SERVICE:
+                listing = _body(
+                    self.core.list_namespaced_service(namespace, label_selector=selector, _preload_content=False)
+                )
+                api_version = "v1"
+            else:
+                r = RESOURCES[kind]
+                listing = _body(
+                    self.custom.list_namespaced_custom_object(
+                        r.group, r.version, namespace, r.plural, label_selector=selector, _preload_content=False
+                    )
+                )
+                api_version = r.api_version
+        except ApiException as error:
+            if is_not_served(error):
+                return []
+            raise
         items: list[dict[str, Any]] = listing["items"]
         for item in items:  # a LIST leaves out each item's apiVersion and kind
-            item.setdefault("apiVersion", listing["apiVersion"])
+            item.setdefault("apiVersion", api_version)
             item.setdefault("kind", kind)
         return items
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply under our one field manager; a controller forces conflicts on what it owns."""
-        meta = obj["metadata"]
+        meta, kind = obj["metadata"], obj["kind"]
+        options: dict[str, Any] = {
+            "field_manager": FIELD_MANAGER,
+            "force": True,
+            "_content_type": "application/apply-patch+yaml",
+            "_preload_content": False,
+        }
+        if kind == SERVICE:
+            return _body(self.core.patch_namespaced_service(meta["name"], meta["namespace"], obj, **options))
+        r = RESOURCES[kind]
         return _body(
-            self.ops[obj["kind"]].patch(
-                meta["name"],
-                meta["namespace"],
-                obj,
-                field_manager=FIELD_MANAGER,
-                force=True,
-                _content_type="application/apply-patch+yaml",
-                _preload_content=False,
+            self.custom.patch_namespaced_custom_object(
+                r.group, r.version, meta["namespace"], r.plural, meta["name"], obj, **options
             )
         )
 
     def delete(self, kind: str, namespace: str, name: str, uid: str) -> None:
         """Deletes exactly the object we saw (uid precondition), never a namesake created since."""
+        options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid))
         try:
-            self.ops[kind].delete(name, namespace, body=client.V1DeleteOptions(preconditions={"uid": uid}))
+            if kind == SERVICE:
+                self.core.delete_namespaced_service(name, namespace, body=options)
+            else:
+                r = RESOURCES[kind]
+                self.custom.delete_namespaced_custom_object(r.group, r.version, namespace, r.plural, name, body=options)
         except ApiException as error:
             if error.status not in (404, 409):
                 raise

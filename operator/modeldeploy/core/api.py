@@ -223,6 +223,160 @@ class ServicePort(ApiModel):
     port: Port = Field(default=80, description="Port of the ClusterIP Service in front of the model.")
 
 
+_REPLICAS = "!has(self.traffic) || !has(self.traffic.router) || self.traffic.router == 'replicas'"
+REPLICAS_ROUTER_CEL_CANARY_REPLICAS = f"!({_REPLICAS}) || !has(self.rollout) || !has(self.rollout.canaryReplicas)"
+REPLICAS_ROUTER_CEL_FULL_WEIGHT = (
+    f"!({_REPLICAS}) || !has(self.rollout) || !has(self.rollout.steps) || "
+    "self.rollout.steps.all(s, !has(s.setWeight) || s.setWeight < 100)"
+)
+DURATION = r"^([0-9]+(ms|s|m|h))+$"
+DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(text: str) -> float:
+    """'1m30s' -> 90.0 seconds."""
+    return sum(float(n) * DURATION_UNITS[unit] for n, unit in re.findall(r"([0-9]+)(ms|s|m|h)", text))
+
+
+class Pause(ApiModel):
+    duration: str | None = Field(
+        default=None,
+        max_length=32,
+        pattern=DURATION,
+        description="How long to wait, e.g. 30s or 5m; without it the canary waits until promoted.",
+    )
+
+
+class Step(ApiModel):
+    """One canary step: exactly one of setWeight or pause."""
+
+    set_weight: int | None = Field(default=None, ge=0, le=100, description="Percent of traffic for the canary.")
+    pause: Pause | None = Field(default=None, description="Wait before the next step.")
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("has(self.setWeight) != has(self.pause)", "a step is exactly one of setWeight or pause")
+            ]
+        }
+    )
+
+    @model_validator(mode="after")
+    def _one_action(self) -> Step:
+        if (self.set_weight is None) == (self.pause is None):
+            raise ValueError("a step is exactly one of setWeight or pause")
+        return self
+
+
+def default_steps() -> list[Step]:
+    return [
+        Step(set_weight=20),
+        Step(pause=Pause(duration="30s")),
+        Step(set_weight=50),
+        Step(pause=Pause(duration="30s")),
+    ]
+
+
+class Rollout(ApiModel):
+    """How a new revision reaches users: a canary that moves through `steps`, then is promoted."""
+
+    steps: list[Step] = Field(
+        default_factory=default_steps,
+        max_length=32,
+        description="Canary steps. Default: setWeight 20, pause 30s, setWeight 50, pause 30s. [] promotes as soon "
+        "as the canary's pods are ready.",
+    )
+    progress_deadline_seconds: int = Field(
+        default=600, ge=10, le=86400, description="How long the canary's pods may stay not ready before rollback."
+    )
+    canary_replicas: int | None = Field(
+        default=None,
+        ge=1,
+        le=1000,
+        description="Fixed canary pod count, whatever the weight (not with the replicas router, where the pod "
+        "ratio is the weight).",
+    )
+    scale_down_delay_seconds: int = Field(
+        default=30,
+        ge=0,
+        le=3600,
+        description="How long canary pods live on after traffic leaves them (promotion or rollback), so that "
+        "routers which apply weights asynchronously never send requests to pods that are gone.",
+    )
+
+
+class ParentRef(ApiModel):
+    name: str = Field(min_length=1, max_length=253, description="Gateway name.")
+    namespace: str | None = Field(default=None, max_length=63, description="Gateway namespace; the object's own.")
+    section_name: str | None = Field(default=None, max_length=253, description="Listener name.")
+
+
+HOSTNAME = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+
+class GatewayApiRouter(ApiModel):
+    parent_refs: list[ParentRef] = Field(min_length=1, max_length=16, description="Gateways the HTTPRoute attaches to.")
+    hostnames: list[Annotated[str, StringConstraints(max_length=253, pattern=HOSTNAME)]] = Field(
+        default_factory=list, max_length=16, description="Hostnames the HTTPRoute matches."
+    )
+
+
+class IstioRouter(ApiModel):
+    hosts: list[Annotated[str, StringConstraints(min_length=1, max_length=253)]] = Field(
+        default_factory=list, max_length=16, description="VirtualService hosts; the Service's own host by default."
+    )
+    gateways: list[Annotated[str, StringConstraints(min_length=1, max_length=253)]] = Field(
+        default_factory=list, max_length=16, description="Istio Gateways to bind; mesh-internal traffic by default."
+    )
+
+
+class NginxRouter(ApiModel):
+    host: str = Field(max_length=253, pattern=HOSTNAME, description="Host the Ingress serves.")
+    ingress_class_name: str = Field(default="nginx", min_length=1, max_length=253)
+    path: str = Field(default="/", max_length=1024, pattern=r"^/", description="Path prefix.")
+
+
+Router = Literal["replicas", "gatewayAPI", "istio", "nginx"]
+
+
+class Traffic(ApiModel):
+    """How traffic is split between the stable and canary tracks."""
+
+    router: Router = Field(
+        default="replicas",
+        description="replicas: one Service over both tracks, weight = pod ratio (no mesh); gatewayAPI: an HTTPRoute; "
+        "istio: a VirtualService over two Services; nginx: a canary Ingress.",
+    )
+    gateway_api: GatewayApiRouter | None = Field(default=None, alias="gatewayAPI")
+    istio: IstioRouter | None = None
+    nginx: NginxRouter | None = None
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "(self.router == 'gatewayAPI') == has(self.gatewayAPI)",
+                    "traffic.gatewayAPI is required with router gatewayAPI, and only then",
+                ),
+                cel("!has(self.istio) || self.router == 'istio'", "traffic.istio is set but the router is not istio"),
+                cel(
+                    "(self.router == 'nginx') == has(self.nginx)",
+                    "traffic.nginx is required with router nginx, and only then",
+                ),
+            ]
+        }
+    )
+
+    @model_validator(mode="after")
+    def _config_matches_router(self) -> Traffic:
+        for router, config in (("gatewayAPI", self.gateway_api), ("nginx", self.nginx)):
+            if (self.router == router) != (config is not None):
+                raise ValueError(f"traffic.{router} is required with router {router}, and only then")
+        if self.istio is not None and self.router != "istio":
+            raise ValueError("traffic.istio is set but the router is not istio")
+        return self
+
+
 class ModelDeploymentSpec(ApiModel):
     model: ModelSource
     runtime: Runtime = Field(default_factory=Runtime, description="Serving runtime; MLServer by default.")
@@ -231,6 +385,8 @@ class ModelDeploymentSpec(ApiModel):
     )
     autoscaling: Autoscaling | None = Field(default=None, description="Scale with an HPA instead of fixed replicas.")
     service: ServicePort = Field(default_factory=ServicePort)
+    rollout: Rollout = Field(default_factory=Rollout, description="The canary every new revision goes through.")
+    traffic: Traffic = Field(default_factory=Traffic, description="How traffic is split during a canary.")
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -238,7 +394,16 @@ class ModelDeploymentSpec(ApiModel):
                 cel(
                     "!(has(self.replicas) && has(self.autoscaling))",
                     "spec.replicas and spec.autoscaling are mutually exclusive: set one",
-                )
+                ),
+                cel(
+                    REPLICAS_ROUTER_CEL_CANARY_REPLICAS,
+                    "rollout.canaryReplicas cannot be used with the replicas router, where the pod ratio is the weight",
+                ),
+                cel(
+                    REPLICAS_ROUTER_CEL_FULL_WEIGHT,
+                    "the replicas router cannot send 100% to the canary while stable stays fully scaled; "
+                    "end the steps below 100 and let promotion finish",
+                ),
             ]
         }
     )
@@ -247,6 +412,21 @@ class ModelDeploymentSpec(ApiModel):
     def _replicas_or_autoscaling(self) -> ModelDeploymentSpec:
         if self.replicas is not None and self.autoscaling is not None:
             raise ValueError("spec.replicas and spec.autoscaling are mutually exclusive: set one")
+        return self
+
+    @model_validator(mode="after")
+    def _replicas_router_limits(self) -> ModelDeploymentSpec:
+        if self.traffic.router != "replicas":
+            return self
+        if self.rollout.canary_replicas is not None:
+            raise ValueError(
+                "rollout.canaryReplicas cannot be used with the replicas router, where the pod ratio is the weight"
+            )
+        if any(step.set_weight == 100 for step in self.rollout.steps):
+            raise ValueError(
+                "the replicas router cannot send 100% to the canary while stable stays fully scaled; "
+                "end the steps below 100 and let promotion finish"
+            )
         return self
 
     @property
@@ -282,7 +462,55 @@ class RevisionStatus(ApiModel):
     model: ServedModel
 
 
-Phase = Literal["Pending", "Progressing", "Ready", "ScaledToZero", "Degraded"]
+Phase = Literal["Pending", "Progressing", "Paused", "Ready", "ScaledToZero", "Degraded"]
+Outcome = Literal["Promoted", "RolledBack", "Aborted", "Superseded"]
+Time = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+
+
+class CanaryStatus(ApiModel):
+    """The canary in progress. The operator resumes from here after a restart."""
+
+    revision: str
+    model: ServedModel
+    phase: Literal["Progressing", "Paused", "Promoting"] = Field(
+        description="Progressing through the steps, Paused (a pause step without duration, or paused by hand), or "
+        "Promoting (the stable track rolls out the canary's revision)."
+    )
+    step_index: int = Field(description="Index of the current step; equal to stepCount once all steps are done.")
+    step_count: int
+    step_started_at: Time
+    started_at: Time
+    desired_weight: int = Field(description="Weight the current step asks for.")
+    weight: int = Field(description="Weight the operator has given the canary so far.")
+    actual_weight: int = Field(description="Share of traffic the canary can get now, from the router or the pods.")
+    replicas: int = Field(description="Canary pods wanted.")
+    ready_replicas: int
+    not_ready_since: Time | None = Field(default=None, description="Since when the canary lacks ready pods.")
+
+
+class HistoryEntry(ApiModel):
+    revision: str
+    model: ServedModel
+    outcome: Outcome
+    started_at: Time
+    finished_at: Time
+    reason: str | None = None
+    message: str | None = None
+
+
+class RollbackStatus(ApiModel):
+    revision: str
+    model: ServedModel
+    reason: str
+    message: str
+    at: Time
+
+
+class ActionStatus(ApiModel):
+    action: str
+    id: str
+    at: Time
+    result: str
 
 
 class ModelDeploymentStatus(ApiModel):
@@ -293,10 +521,22 @@ class ModelDeploymentStatus(ApiModel):
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     stable: RevisionStatus | None = Field(default=None, description="The revision fully rolled out and serving.")
-    target_revision: str | None = Field(default=None, description="The revision the operator is rolling out.")
-    replicas: int | None = Field(default=None, description="Pods of the serving Deployment.")
-    ready_replicas: int | None = Field(default=None, description="Pods that are ready.")
-    updated_replicas: int | None = Field(default=None, description="Pods already on the target revision.")
+    target_revision: str | None = Field(default=None, description="The revision the spec asks for.")
+    replicas: int | None = Field(default=None, description="Pods of the stable Deployment.")
+    ready_replicas: int | None = Field(default=None, description="Stable pods that are ready.")
+    updated_replicas: int | None = Field(default=None, description="Stable pods on the stable Deployment's template.")
+    canary: CanaryStatus | None = Field(default=None, description="The canary in progress, if any.")
+    rejected_revision: str | None = Field(
+        default=None, description="A rolled-back revision; not tried again until the spec changes or a retry."
+    )
+    last_rollback: RollbackStatus | None = None
+    canary_scale_down_at: Time | None = Field(
+        default=None, description="When the canary Deployment, no longer receiving traffic, is removed."
+    )
+    last_action: ActionStatus | None = Field(default=None, description="The last manual action handled.")
+    history: list[HistoryEntry] = Field(
+        default_factory=list, max_length=20, description="Recent canaries, newest last."
+    )
 
 
 NAME_TOO_LONG = f"metadata.name must be at most {MAX_NAME_LENGTH} characters, so that child names stay valid DNS labels"

@@ -1,4 +1,4 @@
-"""Pure rendering: a ModelDeployment in, the desired child objects out."""
+"""Pure rendering: a ModelDeployment plus the rollout's decisions in, the desired child objects out."""
 
 from __future__ import annotations
 
@@ -7,58 +7,23 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from modeldeploy.core import api
 from modeldeploy.core.api import ModelDeploymentSpec, Probe
+from modeldeploy.core.naming import (
+    CANARY,
+    REVISION_LABEL,
+    STABLE,
+    TRACK_LABEL,
+    Owner,
+    canary_name,
+    child_metadata,
+    common_labels,
+    selector_labels,
+)
 from modeldeploy.core.presets import ResolvedRuntime, resolve_runtime
+from modeldeploy.core.routers import ROUTERS
 
-MANAGED_BY = "modeldeploy"
-FIELD_MANAGER = "modeldeploy"
-TRACK_LABEL = f"{api.GROUP}/track"
-REVISION_LABEL = f"{api.GROUP}/revision"
-INSTANCE_LABEL = "app.kubernetes.io/instance"
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-STABLE = "stable"
 CONTAINER_NAME = "model-server"
 PORT_NAME = "http"
-
-
-@dataclass(frozen=True)
-class Owner:
-    """The ModelDeployment that owns the children."""
-
-    name: str
-    namespace: str
-    uid: str
-
-    def reference(self) -> dict[str, Any]:
-        return {
-            "apiVersion": api.API_VERSION,
-            "kind": api.KIND,
-            "name": self.name,
-            "uid": self.uid,
-            "controller": True,
-            "blockOwnerDeletion": True,
-        }
-
-
-@dataclass(frozen=True)
-class Desired:
-    revision: str
-    objects: list[dict[str, Any]]
-
-
-def selector_labels(owner: Owner, track: str = STABLE) -> dict[str, str]:
-    return {INSTANCE_LABEL: owner.name, TRACK_LABEL: track}
-
-
-def common_labels(owner: Owner, spec: ModelDeploymentSpec) -> dict[str, str]:
-    return {
-        "app.kubernetes.io/name": spec.model.name,
-        INSTANCE_LABEL: owner.name,
-        "app.kubernetes.io/version": spec.model.version,
-        "app.kubernetes.io/component": "model-server",
-        MANAGED_BY_LABEL: MANAGED_BY,
-    }
 
 
 def _probe(probe: Probe | None, port: int) -> dict[str, Any]:
@@ -97,10 +62,29 @@ def _container(spec: ModelDeploymentSpec, runtime: ResolvedRuntime) -> dict[str,
     return container
 
 
-def pod_template(owner: Owner, spec: ModelDeploymentSpec, runtime: ResolvedRuntime, track: str) -> dict[str, Any]:
-    """The pod template without the revision label, which is derived from it."""
-    return {
-        "metadata": {"labels": {**common_labels(owner, spec), TRACK_LABEL: track}},
+@dataclass(frozen=True)
+class PodTemplate:
+    """A pod template without its track; `revision` hashes everything in it."""
+
+    template: dict[str, Any]
+    revision: str
+
+    def for_track(self, track: str) -> dict[str, Any]:
+        labels = {**self.template["metadata"]["labels"], TRACK_LABEL: track, REVISION_LABEL: self.revision}
+        return {"metadata": {"labels": labels}, "spec": self.template["spec"]}
+
+
+def revision_of(template: dict[str, Any]) -> str:
+    """A short, stable hash of everything that changes the pods."""
+    canonical = json.dumps(template, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:10]
+
+
+def pod_template(owner: Owner, spec: ModelDeploymentSpec) -> PodTemplate:
+    """The spec's pod template. Raises SpecError for specs that cannot be served."""
+    runtime = resolve_runtime(spec)
+    template = {
+        "metadata": {"labels": common_labels(owner, spec)},
         "spec": {
             "automountServiceAccountToken": False,
             "securityContext": {
@@ -111,55 +95,50 @@ def pod_template(owner: Owner, spec: ModelDeploymentSpec, runtime: ResolvedRunti
             "containers": [_container(spec, runtime)],
         },
     }
+    return PodTemplate(template=template, revision=revision_of(template))
 
 
-def revision_of(template: dict[str, Any]) -> str:
-    """A short, stable hash of everything that changes the pods."""
-    canonical = json.dumps(template, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:10]
+def live_template(deployment: dict[str, Any]) -> PodTemplate:
+    """The pod template a live Deployment runs, to keep the stable track where it is during a canary."""
+    template = deployment["spec"]["template"]
+    labels = {k: v for k, v in template["metadata"]["labels"].items() if k not in (TRACK_LABEL, REVISION_LABEL)}
+    return PodTemplate(
+        template={"metadata": {"labels": labels}, "spec": template["spec"]},
+        revision=template["metadata"]["labels"][REVISION_LABEL],
+    )
 
 
-def _metadata(name: str, owner: Owner, labels: dict[str, str]) -> dict[str, Any]:
-    return {
-        "name": name,
-        "namespace": owner.namespace,
-        "labels": labels,
-        "ownerReferences": [owner.reference()],
-    }
-
-
-def deployment(owner: Owner, spec: ModelDeploymentSpec, template: dict[str, Any], revision: str) -> dict[str, Any]:
-    labels = {**common_labels(owner, spec), TRACK_LABEL: STABLE, REVISION_LABEL: revision}
-    template = {
-        "metadata": {"labels": {**template["metadata"]["labels"], REVISION_LABEL: revision}},
-        "spec": template["spec"],
-    }
+def deployment(
+    owner: Owner,
+    spec: ModelDeploymentSpec,
+    template: PodTemplate,
+    track: str,
+    replicas: int | None,
+) -> dict[str, Any]:
+    """A Deployment for one track. `replicas` None leaves the count to an HPA."""
+    pod = template.for_track(track)
+    name = owner.name if track == STABLE else canary_name(owner)
+    metadata = child_metadata(name, owner, spec, pod["metadata"]["labels"])
     deployment_spec: dict[str, Any] = {
-        "selector": {"matchLabels": selector_labels(owner)},
+        "selector": {"matchLabels": selector_labels(owner, track)},
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
         "revisionHistoryLimit": 3,
-        "progressDeadlineSeconds": 600,
-        "template": template,
+        "progressDeadlineSeconds": spec.rollout.progress_deadline_seconds,
+        "template": pod,
     }
-    # With autoscaling the HPA owns replicas: leaving the field out keeps server-side apply from fighting it.
-    if spec.desired_replicas is not None:
-        deployment_spec["replicas"] = spec.desired_replicas
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": _metadata(owner.name, owner, labels),
-        "spec": deployment_spec,
-    }
+    if replicas is not None:
+        deployment_spec["replicas"] = replicas
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata, "spec": deployment_spec}
 
 
-def service(owner: Owner, spec: ModelDeploymentSpec) -> dict[str, Any]:
+def service(owner: Owner, spec: ModelDeploymentSpec, name: str, selector: dict[str, str]) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _metadata(owner.name, owner, common_labels(owner, spec)),
+        "metadata": child_metadata(name, owner, spec),
         "spec": {
             "type": "ClusterIP",
-            "selector": selector_labels(owner),
+            "selector": selector,
             "ports": [{"name": PORT_NAME, "port": spec.service.port, "targetPort": PORT_NAME, "protocol": "TCP"}],
         },
     }
@@ -168,36 +147,42 @@ def service(owner: Owner, spec: ModelDeploymentSpec) -> dict[str, Any]:
 def autoscaler(owner: Owner, spec: ModelDeploymentSpec) -> dict[str, Any]:
     scaling = spec.autoscaling
     assert scaling is not None
+    target = {"type": "Utilization", "averageUtilization": scaling.target_cpu_utilization_percentage}
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
-        "metadata": _metadata(owner.name, owner, common_labels(owner, spec)),
+        "metadata": child_metadata(owner.name, owner, spec),
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": owner.name},
             "minReplicas": scaling.min_replicas,
             "maxReplicas": scaling.max_replicas,
-            "metrics": [
-                {
-                    "type": "Resource",
-                    "resource": {
-                        "name": "cpu",
-                        "target": {
-                            "type": "Utilization",
-                            "averageUtilization": scaling.target_cpu_utilization_percentage,
-                        },
-                    },
-                }
-            ],
+            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": target}}],
         },
     }
 
 
-def render(owner: Owner, spec: ModelDeploymentSpec) -> Desired:
-    """Every child the ModelDeployment should have. Raises SpecError for specs that cannot be served."""
-    runtime = resolve_runtime(spec)
-    template = pod_template(owner, spec, runtime, STABLE)
-    revision = revision_of(template)
-    objects = [deployment(owner, spec, template, revision), service(owner, spec)]
+def render(
+    owner: Owner,
+    spec: ModelDeploymentSpec,
+    stable: PodTemplate,
+    canary: PodTemplate | None,
+    canary_replicas: int,
+    weight: int,
+) -> list[dict[str, Any]]:
+    """Every child the ModelDeployment should have right now.
+
+    `stable` is the template the stable track runs (the spec's, or the live one during a canary); `canary` is
+    None when no canary Deployment should be written (absent, or left alone while it drains).
+    """
+    router = ROUTERS[spec.traffic.router]
+    objects = [
+        deployment(owner, spec, stable, STABLE, spec.desired_replicas),
+        service(owner, spec, owner.name, router.service_selector(owner)),
+        service(owner, spec, canary_name(owner), selector_labels(owner, CANARY)),
+        *router.render(owner, spec, weight),
+    ]
+    if canary is not None:
+        objects.append(deployment(owner, spec, canary, CANARY, canary_replicas))
     if spec.autoscaling is not None:
         objects.append(autoscaler(owner, spec))
-    return Desired(revision=revision, objects=objects)
+    return objects

@@ -15,11 +15,12 @@ from modeldeploy.core.api import (
     RevisionStatus,
     ServedModel,
 )
-from modeldeploy.core.render import REVISION_LABEL
+from modeldeploy.core.naming import REVISION_LABEL
 
 READY = "Ready"
 PROGRESSING = "Progressing"
 DEGRADED = "Degraded"
+PAUSED = "Paused"
 
 # Reasons
 INVALID_SPEC = "InvalidSpec"
@@ -30,17 +31,26 @@ ROLLOUT_COMPLETE = "RolloutComplete"
 REVISION_AVAILABLE = "RevisionAvailable"
 SCALED_TO_ZERO = "ScaledToZero"
 AS_EXPECTED = "AsExpected"
+CANARY_PROGRESSING = "CanaryProgressing"
+CANARY_PAUSED = "CanaryPaused"
+PROMOTING = "Promoting"
+ROLLED_BACK = "RolledBack"
 
 # Event reason for each Degraded reason: what happened, in the past tense.
 DEGRADED_EVENT_REASONS = {
     INVALID_SPEC: "SpecRejected",
     APPLY_FAILED: "ApplyFailed",
     PROGRESS_DEADLINE_EXCEEDED: "RolloutStalled",
+    "NameConflict": "NameConflictDetected",
 }
 
 
 def now_rfc3339(now: datetime) -> str:
     return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(stamp: str) -> datetime:
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
 def set_condition(
@@ -135,6 +145,7 @@ class Observation:
     # Set when the spec cannot be served, or a child could not be written.
     failure_reason: str | None = None
     failure_message: str | None = None
+    paused: bool = False
 
 
 @dataclass(frozen=True)
@@ -152,9 +163,46 @@ def _describe(revision: str, spec: ModelDeploymentSpec) -> str:
     return f"revision {revision} (model {spec.model.name} version {spec.model.version})"
 
 
+def _rollout_conditions(status: ModelDeploymentStatus, obs: Observation) -> tuple[Phase, str, str, bool] | None:
+    """(phase, reason, message, paused) while a canary runs or a rollback holds; None otherwise."""
+    stable = status.stable
+    serving = f"; stable revision {stable.revision} (version {stable.model.version}) serving" if stable else ""
+    canary = status.canary
+    if canary is not None:
+        version = canary.model.version
+        if canary.phase == "Promoting":
+            d = obs.deployment
+            progress = f"{d.updated_replicas}/{d.spec_replicas} stable pods updated" if d else "starting"
+            return (
+                "Progressing",
+                PROMOTING,
+                f"promoting revision {canary.revision} (version {version}): {progress}",
+                False,
+            )
+        step = f"step {min(canary.step_index + 1, canary.step_count)}/{canary.step_count}"
+        detail = (
+            f"canary revision {canary.revision} (version {version}) at {step}, weight {canary.weight}% "
+            f"(actual {canary.actual_weight}%), {canary.ready_replicas}/{canary.replicas} canary pods ready{serving}"
+        )
+        if canary.phase == "Paused":
+            why = "paused by hand" if obs.paused else "paused until promoted"
+            return "Paused", CANARY_PAUSED, f"{detail}; {why}", True
+        return "Progressing", CANARY_PROGRESSING, detail, False
+    rollback = status.last_rollback
+    if status.rejected_revision is not None and rollback is not None and rollback.revision == status.rejected_revision:
+        verb = "aborted" if rollback.reason == "Aborted" else "rolled back"
+        message = (
+            f"revision {rollback.revision} (version {rollback.model.version}) was {verb}: {rollback.message}"
+            f"{serving}; change the spec or retry"
+        )
+        return "Degraded", ROLLED_BACK, message, False
+    return None
+
+
 def compute_status(
-    previous: ModelDeploymentStatus, obs: Observation, now: datetime
+    previous: ModelDeploymentStatus, current: ModelDeploymentStatus, obs: Observation, now: datetime
 ) -> tuple[ModelDeploymentStatus, list[Event]]:
+    """Conditions and phase for `current` (the stored status, updated by the rollout), and the Events due."""
     conditions = list(previous.conditions)
     gen = obs.generation
 
@@ -162,9 +210,10 @@ def compute_status(
         nonlocal conditions
         conditions = set_condition(conditions, type_, status, reason, message, gen, now)
 
-    stable = previous.stable
-    target = previous.target_revision
+    stable = current.stable
+    target = current.target_revision
     phase: Phase
+    paused = False
     d = obs.deployment
     serving = f"; still serving revision {stable.revision}" if stable else ""
 
@@ -174,6 +223,17 @@ def compute_status(
         put(PROGRESSING, "False", obs.failure_reason, message)
         put(DEGRADED, "True", obs.failure_reason, message)
         phase = "Degraded"
+    elif (rollout := _rollout_conditions(current, obs)) is not None:
+        assert obs.revision is not None
+        target = obs.revision
+        phase, reason, message, paused = rollout
+        put(READY, "False", reason, message)
+        if reason == ROLLED_BACK:
+            put(PROGRESSING, "False", reason, message)
+            put(DEGRADED, "True", reason, message)
+        else:
+            put(PROGRESSING, "True", reason, message)
+            put(DEGRADED, "False", AS_EXPECTED, "")
     else:
         assert obs.spec is not None
         assert obs.revision is not None
@@ -210,16 +270,22 @@ def compute_status(
             put(PROGRESSING, "True", ROLLOUT_IN_PROGRESS, message)
             put(DEGRADED, "False", AS_EXPECTED, "")
             phase = "Progressing"
+    if paused:
+        put(PAUSED, "True", "PausedByHand" if obs.paused else "PauseStep", "the canary waits; promote or resume it")
+    else:
+        put(PAUSED, "False", "NotPaused", "")
 
-    status = ModelDeploymentStatus(
-        observed_generation=gen,
-        phase=phase,
-        conditions=conditions,
-        stable=stable,
-        target_revision=target,
-        replicas=d.replicas if d else previous.replicas,
-        ready_replicas=d.ready_replicas if d else previous.ready_replicas,
-        updated_replicas=d.updated_replicas if d else previous.updated_replicas,
+    status = current.model_copy(
+        update={
+            "observed_generation": gen,
+            "phase": phase,
+            "conditions": conditions,
+            "stable": stable,
+            "target_revision": target,
+            "replicas": d.replicas if d else current.replicas,
+            "ready_replicas": d.ready_replicas if d else current.ready_replicas,
+            "updated_replicas": d.updated_replicas if d else current.updated_replicas,
+        }
     )
     return status, events_between(previous, status, obs)
 
@@ -228,14 +294,22 @@ def events_between(previous: ModelDeploymentStatus, current: ModelDeploymentStat
     """The Events that a status change deserves; nothing when nothing happened."""
     events: list[Event] = []
     spec = obs.spec
-    if spec is not None and current.target_revision and current.target_revision != previous.target_revision:
+    # A canary reports its own start and end (CanaryStarted, Promoted); these are for direct rollouts.
+    direct = current.canary is None and previous.canary is None
+    if (
+        direct
+        and spec is not None
+        and current.target_revision
+        and current.target_revision != previous.target_revision
+        and current.rejected_revision != current.target_revision
+    ):
         replacing = f", replacing revision {previous.target_revision}" if previous.target_revision else ""
         events.append(
             Event(
                 "Normal", "RolloutStarted", f"Started rolling out {_describe(current.target_revision, spec)}{replacing}"
             )
         )
-    if current.stable and (previous.stable is None or previous.stable.revision != current.stable.revision):
+    if direct and current.stable and (previous.stable is None or previous.stable.revision != current.stable.revision):
         model = current.stable.model
         events.append(
             Event(
@@ -246,8 +320,12 @@ def events_between(previous: ModelDeploymentStatus, current: ModelDeploymentStat
         )
     was = find_condition(previous.conditions, DEGRADED)
     now = find_condition(current.conditions, DEGRADED)
-    if now is not None and now.status == "True" and (was is None or was.status != "True" or was.reason != now.reason):
-        events.append(Event("Warning", DEGRADED_EVENT_REASONS.get(now.reason, now.reason), now.message))
+    newly = (
+        now is not None and now.status == "True" and (was is None or was.status != "True" or was.reason != now.reason)
+    )
+    # A rollback has its own Event from the state machine.
+    if newly and now is not None and now.reason in DEGRADED_EVENT_REASONS:
+        events.append(Event("Warning", DEGRADED_EVENT_REASONS[now.reason], now.message))
     if was is not None and was.status == "True" and now is not None and now.status == "False":
         events.append(Event("Normal", "Recovered", f"No longer degraded (was {was.reason})"))
     return events

@@ -1,0 +1,367 @@
+"""The rollout state machine: (spec, observed, previous status, now) -> (next state, what to write).
+
+It is pure and restart-safe: everything it needs to resume lives in `status`, and each decision is taken
+from what the cluster shows now, so repeating a reconcile never repeats or skips a weight change.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+from modeldeploy.core.api import (
+    ActionStatus,
+    CanaryStatus,
+    HistoryEntry,
+    ModelDeploymentSpec,
+    ModelDeploymentStatus,
+    Outcome,
+    RollbackStatus,
+    ServedModel,
+    parse_duration,
+)
+from modeldeploy.core.routers import ROUTERS
+from modeldeploy.core.status import DeploymentState, Event, now_rfc3339, parse_time
+
+ActionName = Literal["promote", "promote-full", "abort", "retry"]
+ACTIONS: tuple[ActionName, ...] = ("promote", "promote-full", "abort", "retry")
+HISTORY_LIMIT = 10
+# While a canary runs, look again at least this often, even without a watch event.
+RECHECK_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Action:
+    name: ActionName
+    id: str
+
+
+def parse_action(value: str) -> Action:
+    """The action annotation, `{"action": "promote", "id": "..."}`; ValueError says what is wrong with it."""
+    try:
+        body = json.loads(value)
+        name, action_id = body["action"], str(body["id"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"the action annotation is not JSON with 'action' and 'id': {value[:100]!r}") from error
+    if name not in ACTIONS:
+        raise ValueError(f"unknown action {name!r} in the action annotation; use one of {', '.join(ACTIONS)}")
+    return Action(name=name, id=action_id)
+
+
+@dataclass(frozen=True)
+class Observed:
+    stable: DeploymentState | None
+    canary: DeploymentState | None
+    router_weight: int | None
+    paused: bool = False
+    action: Action | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    stable_runs_target: bool
+    """The stable Deployment gets the spec's pod template; otherwise it keeps the one it runs."""
+    canary_replicas: int | None
+    """Write the canary Deployment with the spec's template and this many pods; None leaves it alone."""
+    delete_canary: bool
+    weight: int
+    status: ModelDeploymentStatus
+    events: list[Event] = field(default_factory=list)
+    requeue_after: float | None = None
+
+
+def _seconds_since(stamp: str, now: datetime) -> float:
+    return (now - parse_time(stamp)).total_seconds()
+
+
+class _Machine:
+    """One decision's working state."""
+
+    def __init__(
+        self,
+        spec: ModelDeploymentSpec,
+        target: str,
+        model: ServedModel,
+        obs: Observed,
+        prev: ModelDeploymentStatus,
+        now: datetime,
+    ) -> None:
+        self.spec, self.target, self.model, self.obs, self.now = spec, target, model, obs, now
+        self.router = ROUTERS[spec.traffic.router]
+        self.stamp = now_rfc3339(now)
+        self.status = prev
+        self.events: list[Event] = []
+        self.requeue: list[float] = []
+
+    # -- helpers ---------------------------------------------------------------------------------------
+
+    def event(self, kind: Literal["Normal", "Warning"], reason: str, message: str) -> None:
+        self.events.append(Event(kind, reason, message))
+
+    def update(self, **changes: object) -> None:
+        self.status = self.status.model_copy(update=changes)
+
+    def remember(
+        self, outcome: Outcome, canary: CanaryStatus, reason: str | None = None, message: str | None = None
+    ) -> None:
+        entry = HistoryEntry(
+            revision=canary.revision,
+            model=canary.model,
+            outcome=outcome,
+            started_at=canary.started_at,
+            finished_at=self.stamp,
+            reason=reason,
+            message=message,
+        )
+        self.update(history=[*self.status.history, entry][-HISTORY_LIMIT:])
+
+    def stable_replicas(self) -> int:
+        if self.spec.desired_replicas is not None:
+            return self.spec.desired_replicas
+        return self.obs.stable.spec_replicas if self.obs.stable else 1
+
+    def pods_for(self, weight: int) -> int:
+        return self.router.canary_pods(self.stable_replicas(), weight, self.spec.rollout.canary_replicas)
+
+    def ready_canary_pods(self) -> int:
+        """Ready canary pods that run the target revision (not a superseded one still rolling away)."""
+        live = self.obs.canary
+        if live is None or live.revision != self.target or live.observed_generation < live.generation:
+            return 0
+        return min(live.updated_replicas, live.available_replicas)
+
+    def actual_weight(self, weight: int) -> int:
+        ready = self.ready_canary_pods()
+        if self.router.weight_from_pods:
+            stable_ready = self.obs.stable.available_replicas if self.obs.stable else 0
+            total = stable_ready + ready
+            return round(100 * ready / total) if total else 0
+        if ready == 0:
+            return 0
+        return self.obs.router_weight if self.obs.router_weight is not None else 0
+
+    def decision(self, stable_runs_target: bool, canary_replicas: int | None, weight: int) -> Decision:
+        delete = False
+        if canary_replicas is None and self.obs.canary is not None:
+            delete = self._drain_canary()
+        requeue = min(self.requeue) if self.requeue else None
+        return Decision(stable_runs_target, canary_replicas, delete, weight, self.status, self.events, requeue)
+
+    def _drain_canary(self) -> bool:
+        """A canary Deployment nobody routes to lives on for the scale-down delay, then goes."""
+        due = self.status.canary_scale_down_at
+        if due is None:
+            due = now_rfc3339(self.now + timedelta(seconds=self.spec.rollout.scale_down_delay_seconds))
+            self.update(canary_scale_down_at=due)
+        remaining = -_seconds_since(due, self.now)
+        if remaining > 0:
+            self.requeue.append(remaining)
+            return False
+        self.update(canary_scale_down_at=None)
+        return True
+
+    # -- the machine -----------------------------------------------------------------------------------
+
+    def run(self) -> Decision:
+        action = self.obs.action
+        if action is not None:
+            self.update(last_action=ActionStatus(action=action.name, id=action.id, at=self.stamp, result=""))
+        if self.status.rejected_revision not in (None, self.target):
+            self.update(rejected_revision=None)  # the spec changed: the old rejection no longer applies
+        if action is not None and action.name == "retry":
+            self._retry()
+
+        canary = self.status.canary
+        if canary is not None and canary.revision != self.target:
+            self.remember("Superseded", canary, "Superseded", f"replaced by revision {self.target}")
+            self.event(
+                "Normal", "Superseded", f"Canary revision {canary.revision} superseded by revision {self.target}"
+            )
+            self.update(canary=None)
+            canary = None
+
+        stable_revision = self.obs.stable.revision if self.obs.stable else None
+        if canary is None and (self.status.stable is None or stable_revision in (None, self.target)):
+            self._answer(action, "no canary in progress")
+            return self.decision(True, None, 0)  # first deployment, or nothing new: no canary needed
+        if canary is None and self.status.rejected_revision == self.target:
+            self._answer(action, f"revision {self.target} was rolled back; retry to try it again")
+            return self.decision(False, None, 0)
+        if canary is None:
+            canary = self._start()
+        if action is not None and action.name == "abort":
+            self._answer(action, f"aborted the canary of revision {canary.revision}")
+            return self._roll_back(canary, "Aborted", "the canary was aborted by hand")
+        if canary.phase == "Promoting" or (action is not None and action.name == "promote-full"):
+            self._answer(action, "promoting")
+            return self._promote(canary)
+        if action is not None and action.name == "promote" and canary.step_index < canary.step_count:
+            self._answer(action, f"skipped step {canary.step_index + 1}/{canary.step_count}")
+            canary = replace_canary(canary, step_index=canary.step_index + 1, step_started_at=self.stamp)
+        return self._progress(canary)
+
+    def _answer(self, action: Action | None, result: str) -> None:
+        if action is not None and self.status.last_action and not self.status.last_action.result:
+            self.update(last_action=self.status.last_action.model_copy(update={"result": result}))
+
+    def _retry(self) -> None:
+        if self.status.rejected_revision == self.target:
+            self.update(rejected_revision=None)
+            self._answer(self.obs.action, f"retrying revision {self.target}")
+            self.event("Normal", "Retried", f"Retrying revision {self.target} after its rollback")
+        else:
+            self._answer(self.obs.action, "nothing to retry")
+
+    def _start(self) -> CanaryStatus:
+        steps = self.spec.rollout.steps
+        canary = CanaryStatus(
+            revision=self.target,
+            model=self.model,
+            phase="Progressing",
+            step_index=0,
+            step_count=len(steps),
+            step_started_at=self.stamp,
+            started_at=self.stamp,
+            desired_weight=0,
+            weight=0,
+            actual_weight=0,
+            replicas=0,
+            ready_replicas=0,
+        )
+        self.update(canary=canary, canary_scale_down_at=None)
+        stable = self.status.stable
+        replacing = f" against stable revision {stable.revision}" if stable else ""
+        self.event(
+            "Normal",
+            "CanaryStarted",
+            f"Started a canary of revision {self.target} (model {self.model.name} "
+            f"version {self.model.version}){replacing}, {len(steps)} steps",
+        )
+        return canary
+
+    def _progress(self, canary: CanaryStatus) -> Decision:
+        steps = self.spec.rollout.steps
+        ready = self.ready_canary_pods()
+        paused = self.obs.paused
+        phase: Literal["Progressing", "Paused", "Promoting"] = "Progressing"
+        index, started, weight = canary.step_index, canary.step_started_at, canary.weight
+        desired = weight
+        while index < len(steps):
+            step = steps[index]
+            if paused:
+                phase = "Paused"
+                break
+            if step.set_weight is not None:
+                desired = step.set_weight
+                if ready < self.pods_for(desired):
+                    break  # weights move only once the canary's pods are ready
+                if weight != desired:
+                    self.event(
+                        "Normal",
+                        "WeightChanged",
+                        f"Canary weight {weight}% -> {desired}% "
+                        f"(step {index + 1}/{len(steps)}, revision {canary.revision})",
+                    )
+                    weight = desired
+            elif step.pause is not None:
+                if step.pause.duration is None:
+                    phase = "Paused"
+                    break
+                remaining = parse_duration(step.pause.duration) - _seconds_since(started, self.now)
+                if remaining > 0:
+                    self.requeue.append(remaining)
+                    break
+            index, started = index + 1, self.stamp
+        pods = self.pods_for(desired)
+        canary = replace_canary(
+            canary,
+            phase=phase,
+            step_index=index,
+            step_started_at=started,
+            desired_weight=desired,
+            weight=weight,
+            replicas=pods,
+            ready_replicas=ready,
+        )
+        if ready < pods:
+            since = canary.not_ready_since or self.stamp
+            canary = replace_canary(canary, not_ready_since=since)
+            deadline = self.spec.rollout.progress_deadline_seconds
+            waited = _seconds_since(since, self.now)
+            stalled = self.obs.canary.deadline_exceeded_message if self.obs.canary else None
+            if waited >= deadline or stalled:
+                detail = stalled or f"{ready}/{pods} canary pods ready after {waited:.0f}s"
+                return self._roll_back(
+                    canary, "ProgressDeadlineExceeded", f"the canary did not become ready within {deadline}s: {detail}"
+                )
+            self.requeue.append(deadline - waited)
+        else:
+            canary = replace_canary(canary, not_ready_since=None)
+        if index >= len(steps) and not paused and ready >= pods:
+            return self._promote(canary)
+        # Never route to pods that are not ready.
+        applied = weight if ready > 0 else 0
+        canary = replace_canary(canary, actual_weight=self.actual_weight(applied))
+        self.update(canary=canary)
+        self.requeue.append(RECHECK_SECONDS)
+        return self.decision(False, pods, applied)
+
+    def _promote(self, canary: CanaryStatus) -> Decision:
+        if canary.phase != "Promoting":
+            self.event(
+                "Normal",
+                "PromotionStarted",
+                f"Promoting revision {canary.revision}: the stable track rolls it out while the canary keeps its share",
+            )
+            canary = replace_canary(canary, phase="Promoting", step_index=canary.step_count)
+        stable = self.obs.stable
+        if stable is not None and stable.rolled_out(self.target, self.spec.desired_replicas):
+            self.remember("Promoted", canary, "Promoted", f"revision {canary.revision} is stable")
+            self.event(
+                "Normal",
+                "Promoted",
+                f"Promoted revision {canary.revision} (model {canary.model.name} "
+                f"version {canary.model.version}); all traffic on the stable track",
+            )
+            self.update(canary=None)
+            return self.decision(True, None, 0)
+        weight = canary.weight if self.ready_canary_pods() > 0 else 0
+        self.update(canary=replace_canary(canary, actual_weight=self.actual_weight(weight)))
+        self.requeue.append(RECHECK_SECONDS)
+        return self.decision(True, canary.replicas, weight)
+
+    def _roll_back(self, canary: CanaryStatus, reason: str, message: str) -> Decision:
+        outcome = "Aborted" if reason == "Aborted" else "RolledBack"
+        self.remember(outcome, canary, reason, message)
+        self.update(
+            canary=None,
+            rejected_revision=canary.revision,
+            last_rollback=RollbackStatus(
+                revision=canary.revision, model=canary.model, reason=reason, message=message, at=self.stamp
+            ),
+        )
+        if self.router.weight_from_pods:
+            self.update(canary_scale_down_at=self.stamp)  # the pods are the traffic: remove them now
+        self.event(
+            "Warning",
+            outcome,
+            f"Rolled back revision {canary.revision}: {message}; traffic is back on the stable track",
+        )
+        return self.decision(False, None, 0)
+
+
+def replace_canary(canary: CanaryStatus, **changes: object) -> CanaryStatus:
+    return canary.model_copy(update=changes)
+
+
+def decide(
+    spec: ModelDeploymentSpec,
+    target: str,
+    model: ServedModel,
+    obs: Observed,
+    prev: ModelDeploymentStatus,
+    now: datetime,
+) -> Decision:
+    return _Machine(spec, target, model, obs, prev, now).run()
