@@ -122,3 +122,155 @@ def cluster_status(name: Annotated[str, typer.Option(help="Cluster name.")] = "l
     else:
         typer.echo(f"cluster {name!r} is not running")
         raise typer.Exit(1)
+
+
+# -- manual controls and views; also the kubectl plugin (`kubectl modeldeploy ...`) --------------------------
+
+plugin_app = typer.Typer(help="Control and inspect ModelDeployments (kubectl modeldeploy ...).", no_args_is_help=True)
+
+NameArg = Annotated[str, typer.Argument(help="ModelDeployment name.")]
+NamespaceOpt = Annotated[str | None, typer.Option("--namespace", "-n", help="Namespace (the context's by default).")]
+ContextOpt = Annotated[str | None, typer.Option("--context", help="kubeconfig context.")]
+KubeconfigOpt = Annotated[str | None, typer.Option("--kubeconfig", help="kubeconfig file.")]
+OutputOpt = Annotated[str | None, typer.Option("--output", "-o", help="json or yaml instead of the table view.")]
+WaitOpt = Annotated[float, typer.Option(help="Seconds to wait for the operator's answer.")]
+
+
+def _target(namespace: str | None, context: str | None, kubeconfig: str | None):  # type: ignore[no-untyped-def]
+    from modeldeploy import control
+
+    try:
+        return (
+            control,
+            control.connect(context, kubeconfig),
+            namespace or control.default_namespace(context, kubeconfig),
+        )
+    except control.ControlError as error:
+        typer.secho(f"error: {error}", fg="red", err=True)
+        raise typer.Exit(1) from error
+
+
+def _act(
+    action: str, name: str, namespace: str | None, context: str | None, kubeconfig: str | None, wait: float
+) -> None:
+    control, custom, ns = _target(namespace, context, kubeconfig)
+    try:
+        typer.echo(f"{action} {ns}/{name}: {control.request(custom, ns, name, action, wait)}")
+    except control.ControlError as error:
+        typer.secho(f"error: {error}", fg="red", err=True)
+        raise typer.Exit(1) from error
+
+
+def _register_controls(target: typer.Typer) -> None:
+    @target.command()
+    def promote(
+        name: NameArg,
+        full: Annotated[bool, typer.Option("--full", help="Skip every remaining step and promote now.")] = False,
+        namespace: NamespaceOpt = None,
+        context: ContextOpt = None,
+        kubeconfig: KubeconfigOpt = None,
+        wait: WaitOpt = 30.0,
+    ) -> None:
+        """Advance the canary by one step (past a pause), or promote it fully with --full."""
+        _act("promote-full" if full else "promote", name, namespace, context, kubeconfig, wait)
+
+    @target.command()
+    def abort(
+        name: NameArg,
+        namespace: NamespaceOpt = None,
+        context: ContextOpt = None,
+        kubeconfig: KubeconfigOpt = None,
+        wait: WaitOpt = 30.0,
+    ) -> None:
+        """Roll the canary back now; its revision is not retried until the spec changes or `retry`."""
+        _act("abort", name, namespace, context, kubeconfig, wait)
+
+    @target.command()
+    def retry(
+        name: NameArg,
+        namespace: NamespaceOpt = None,
+        context: ContextOpt = None,
+        kubeconfig: KubeconfigOpt = None,
+        wait: WaitOpt = 30.0,
+    ) -> None:
+        """Start a new canary of a rolled-back revision."""
+        _act("retry", name, namespace, context, kubeconfig, wait)
+
+    @target.command()
+    def pause(
+        name: NameArg,
+        namespace: NamespaceOpt = None,
+        context: ContextOpt = None,
+        kubeconfig: KubeconfigOpt = None,
+    ) -> None:
+        """Hold the canary where it is until `resume`."""
+        control, custom, ns = _target(namespace, context, kubeconfig)
+        control.set_paused(custom, ns, name, True)
+        typer.echo(f"paused {ns}/{name}")
+
+    @target.command()
+    def resume(
+        name: NameArg,
+        namespace: NamespaceOpt = None,
+        context: ContextOpt = None,
+        kubeconfig: KubeconfigOpt = None,
+    ) -> None:
+        """Let a paused canary go on."""
+        control, custom, ns = _target(namespace, context, kubeconfig)
+        control.set_paused(custom, ns, name, False)
+        typer.echo(f"resumed {ns}/{name}")
+
+    @target.command()
+    def status(
+        name: NameArg,
+        namespace: NamespaceOpt = None,
+        context: ContextOpt = None,
+        kubeconfig: KubeconfigOpt = None,
+        output: OutputOpt = None,
+        watch: Annotated[bool, typer.Option("--watch", "-w", help="Keep redrawing until interrupted.")] = False,
+    ) -> None:
+        """Stable and canary side by side, the canary's progress, conditions and the last rollback."""
+        control, custom, ns = _target(namespace, context, kubeconfig)
+        try:
+            md = control.get(custom, ns, name)
+            if output:
+                typer.echo(control.dump(md.get("status") or {}, output))
+                return
+            if not watch:
+                control.console.print(control.status_view(md))
+                return
+            from rich.live import Live
+
+            with Live(control.status_view(md), console=control.console, refresh_per_second=2) as live:
+                while True:
+                    time.sleep(1)
+                    live.update(control.status_view(control.get(custom, ns, name)))
+        except control.ControlError as error:
+            typer.secho(f"error: {error}", fg="red", err=True)
+            raise typer.Exit(1) from error
+        except KeyboardInterrupt:
+            return
+
+    @target.command()
+    def history(
+        name: NameArg,
+        namespace: NamespaceOpt = None,
+        context: ContextOpt = None,
+        kubeconfig: KubeconfigOpt = None,
+        output: OutputOpt = None,
+    ) -> None:
+        """Recent canaries: revision, model version, outcome and times."""
+        control, custom, ns = _target(namespace, context, kubeconfig)
+        try:
+            md = control.get(custom, ns, name)
+        except control.ControlError as error:
+            typer.secho(f"error: {error}", fg="red", err=True)
+            raise typer.Exit(1) from error
+        if output:
+            typer.echo(control.dump((md.get("status") or {}).get("history") or [], output))
+        else:
+            control.console.print(control.history_table(md))
+
+
+_register_controls(app)
+_register_controls(plugin_app)

@@ -44,6 +44,16 @@ def cluster() -> Iterator[Cluster]:
             )
         under_test = Cluster(local.kubeconfig, local.operator_kubeconfig, local.audit_log, str(bin_dir() / "kubectl"))
     under_test.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+    for fixture_crd in sorted((ROOT / "tests" / "data" / "crds").glob("*.yaml")):
+        # Minimal HTTPRoute and VirtualService CRDs, unless the cluster has the real ones.
+        name = (
+            fixture_crd.stem
+            + "."
+            + {"httproutes": "gateway.networking.k8s.io", "virtualservices": "networking.istio.io"}[fixture_crd.stem]
+        )
+        if under_test.kubectl("get", "crd", name, check=False).returncode != 0:
+            under_test.kubectl("apply", "-f", str(fixture_crd))
+            under_test.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
     under_test.kubectl("wait", "--for=condition=Established", "crd/modeldeployments.modeldeploy.io", "--timeout=60s")
     yield under_test
     if local is not None:

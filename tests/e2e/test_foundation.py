@@ -70,7 +70,7 @@ def test_apply_rolls_out_and_reports_ready(cluster: Cluster, operator: Operator,
         assert child["metadata"]["ownerReferences"][0]["uid"] == md["metadata"]["uid"]
     printed = cluster.kubectl("get", "mdep", "fraud", "-n", namespace).stdout
     assert "Ready" in printed.splitlines()[1]
-    assert printed.split()[:4] == ["NAME", "PHASE", "STABLE", "READY"]
+    assert printed.split()[:6] == ["NAME", "PHASE", "STABLE", "CANARY", "WEIGHT", "READY"]
     assert wait_for(
         lambda: {"RolloutStarted", "RolloutCompleted"} <= set(event_reasons(cluster, "fraud", namespace)), what="Events"
     )

@@ -42,7 +42,7 @@ def test_crd_names_printer_columns_and_status() -> None:
     assert version["name"] == "v1alpha1"
     assert version["subresources"] == {"status": {}}
     columns = [c["name"] for c in version["additionalPrinterColumns"]]
-    assert columns == ["Phase", "Stable", "Ready", "Age"]
+    assert columns == ["Phase", "Stable", "Canary", "Weight", "Ready", "Age"]
 
 
 def test_every_cel_rule_has_a_message_and_lists_and_strings_it_touches_are_bounded() -> None:

@@ -194,13 +194,13 @@ def test_no_patch_when_nothing_changed_and_a_later_reconcile_keeps_transition_ti
     assert status_patch(stored, later) is None
 
 
-def test_patch_removes_fields_that_are_gone() -> None:
+def test_patch_carries_only_changes_and_removes_what_is_gone() -> None:
     status, _ = run(deployment())
-    stored = {**status.model_dump(by_alias=True, exclude_none=True, mode="json"), "legacy": 1}
-    assert status_patch(stored, status) == {
-        **status.model_dump(by_alias=True, exclude_none=True, mode="json"),
-        "legacy": None,
-    }
+    stored = status.model_dump(by_alias=True, exclude_none=True, mode="json")
+    assert status_patch({**stored, "legacy": 1}, status) == {"legacy": None}
+    nested = {**stored, "stable": {**stored["stable"], "stale": "x"}}
+    assert status_patch(nested, status) == {"stable": {"stale": None}}
+    assert status_patch({}, status) == stored
 
 
 def test_deployment_state_reads_a_real_object() -> None:

@@ -120,6 +120,18 @@ def crd() -> dict[str, Any]:
                             "description": "Model version of the stable revision",
                         },
                         {
+                            "name": "Canary",
+                            "type": "string",
+                            "jsonPath": ".status.canary.model.version",
+                            "description": "Model version of the canary in progress",
+                        },
+                        {
+                            "name": "Weight",
+                            "type": "integer",
+                            "jsonPath": ".status.canary.actualWeight",
+                            "description": "Percent of traffic the canary gets now",
+                        },
+                        {
                             "name": "Ready",
                             "type": "string",
                             "jsonPath": '.status.conditions[?(@.type=="Ready")].status',

@@ -333,7 +333,7 @@ class _Machine:
         return self.decision(True, canary.replicas, weight)
 
     def _roll_back(self, canary: CanaryStatus, reason: str, message: str) -> Decision:
-        outcome = "Aborted" if reason == "Aborted" else "RolledBack"
+        outcome: Outcome = "Aborted" if reason == "Aborted" else "RolledBack"
         self.remember(outcome, canary, reason, message)
         self.update(
             canary=None,

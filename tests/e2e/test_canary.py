@@ -1,0 +1,339 @@
+"""Canaries on the real control plane: every router, every step, rollback, manual controls, restarts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from cluster_support import Cluster, Operator, condition, modeldeployment, wait_for
+from specs import serving_spec
+
+pytestmark = pytest.mark.e2e
+
+NAME = "fraud"
+
+
+def spec(version: str, **overrides: Any) -> dict[str, Any]:
+    model = {
+        "name": "fraud-scorer",
+        "version": version,
+        "uri": f"s3://models/fraud-scorer/{version}",
+        "format": "sklearn",
+    }
+    rollout = {
+        "steps": [{"setWeight": 25}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}],
+        "scaleDownDelaySeconds": 1,
+    }
+    return serving_spec(model=model, rollout=rollout, **overrides)
+
+
+def md(cluster: Cluster, namespace: str) -> dict[str, Any]:
+    found = cluster.get("mdep", NAME, namespace)
+    assert found is not None
+    return found
+
+
+def ready(cluster: Cluster, namespace: str, version: str) -> dict[str, Any] | None:
+    obj = cluster.get("mdep", NAME, namespace)
+    status = (obj or {}).get("status") or {}
+    if (
+        obj
+        and status.get("observedGeneration") == obj["metadata"]["generation"]
+        and condition(obj, "Ready").get("status") == "True"
+        and (status.get("stable") or {}).get("model", {}).get("version") == version
+        and not status.get("canary")
+    ):
+        return obj
+    return None
+
+
+def canary_at(cluster: Cluster, namespace: str, step_index: int, phase: str = "Paused") -> dict[str, Any] | None:
+    obj = cluster.get("mdep", NAME, namespace)
+    canary = ((obj or {}).get("status") or {}).get("canary") or {}
+    if canary.get("stepIndex") == step_index and canary.get("phase") == phase:
+        return obj
+    return None
+
+
+def deployment(cluster: Cluster, namespace: str, name: str) -> dict[str, Any] | None:
+    return cluster.get("deployment", name, namespace)
+
+
+def cli(cluster: Cluster, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "modeldeploy", *args, f"--kubeconfig={cluster.kubeconfig}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return result.stdout
+
+
+def events(cluster: Cluster, namespace: str) -> list[str]:
+    listing = cluster.kubectl(
+        "get",
+        "events",
+        "-n",
+        namespace,
+        "-o",
+        "json",
+        f"--field-selector=involvedObject.name={NAME},involvedObject.kind=ModelDeployment",
+    )
+    return [e["reason"] for e in json.loads(listing.stdout)["items"]]
+
+
+def start(cluster: Cluster, namespace: str, **overrides: Any) -> None:
+    """v7 serving, then v8 applied: a canary starts."""
+    assert cluster.apply(modeldeployment(NAME, namespace, spec("7", **overrides))).returncode == 0
+    wait_for(lambda: ready(cluster, namespace, "7"), what="v7 Ready")
+    assert cluster.apply(modeldeployment(NAME, namespace, spec("8", **overrides))).returncode == 0
+
+
+def test_replicas_router_moves_through_every_step(cluster: Cluster, operator: Operator, namespace: str) -> None:
+    start(cluster, namespace)
+    stable_revision = md(cluster, namespace)["status"]["stable"]["revision"]
+
+    at_25 = wait_for(lambda: canary_at(cluster, namespace, 1), what="step 1 done, paused at step 2")
+    canary = at_25["status"]["canary"]
+    assert (canary["weight"], canary["actualWeight"], canary["replicas"], canary["readyReplicas"]) == (25, 25, 1, 1)
+    assert deployment(cluster, namespace, f"{NAME}-canary")["spec"]["replicas"] == 1
+    stable = deployment(cluster, namespace, NAME)
+    assert stable["spec"]["replicas"] == 3, "stable stays fully scaled"
+    assert stable["metadata"]["labels"]["modeldeploy.io/revision"] == stable_revision
+    assert cluster.get("service", NAME, namespace)["spec"]["selector"] == {"app.kubernetes.io/instance": NAME}
+    assert at_25["status"]["phase"] == "Paused"
+    assert condition(at_25, "Paused")["status"] == "True"
+    printed = cluster.kubectl("get", "mdep", NAME, "-n", namespace).stdout
+    assert "25" in printed.splitlines()[1], "the printer columns show the canary weight"
+
+    assert "skipped step 2/4" in cli(cluster, "promote", NAME, "-n", namespace)
+    at_50 = wait_for(lambda: canary_at(cluster, namespace, 3), what="step 3 done, paused at step 4")
+    canary = at_50["status"]["canary"]
+    assert (canary["weight"], canary["actualWeight"], canary["replicas"]) == (50, 50, 3)
+
+    cli(cluster, "promote", NAME, "-n", namespace)
+    done = wait_for(lambda: ready(cluster, namespace, "8"), what="v8 promoted and Ready")
+    assert done["status"]["history"][-1]["outcome"] == "Promoted"
+    assert done["status"]["history"][-1]["model"]["version"] == "8"
+    wait_for(lambda: deployment(cluster, namespace, f"{NAME}-canary") is None, what="the canary to be removed")
+    assert (
+        deployment(cluster, namespace, NAME)["spec"]["template"]["metadata"]["labels"]["modeldeploy.io/revision"]
+        == done["status"]["stable"]["revision"]
+    )
+    reasons = events(cluster, namespace)
+    for reason in ("CanaryStarted", "WeightChanged", "PromotionStarted", "Promoted"):
+        assert reason in reasons
+    history = cli(cluster, "history", NAME, "-n", namespace, "-o", "json")
+    assert json.loads(history)[-1]["outcome"] == "Promoted"
+
+
+def httproute_weights(cluster: Cluster, namespace: str) -> list[int] | None:
+    route = cluster.get("httproute", NAME, namespace)
+    return [b["weight"] for b in route["spec"]["rules"][0]["backendRefs"]] if route else None
+
+
+def virtualservice_weights(cluster: Cluster, namespace: str) -> list[int] | None:
+    vs = cluster.get("virtualservice", NAME, namespace)
+    return [r["weight"] for r in vs["spec"]["http"][0]["route"]] if vs else None
+
+
+def nginx_weights(cluster: Cluster, namespace: str) -> list[int] | None:
+    main = cluster.get("ingress", NAME, namespace)
+    canary = cluster.get("ingress", f"{NAME}-canary", namespace)
+    if not (main and canary):
+        return None
+    weight = int(canary["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-weight"])
+    return [100 - weight, weight]
+
+
+ROUTERS = {
+    "gatewayAPI": (
+        {
+            "router": "gatewayAPI",
+            "gatewayAPI": {"parentRefs": [{"name": "public"}], "hostnames": ["fraud.example.com"]},
+        },
+        httproute_weights,
+    ),
+    "istio": (
+        {"router": "istio", "istio": {"hosts": ["fraud.example.com"], "gateways": ["public"]}},
+        virtualservice_weights,
+    ),
+    "nginx": ({"router": "nginx", "nginx": {"host": "fraud.example.com"}}, nginx_weights),
+}
+
+
+@pytest.mark.parametrize("router", list(ROUTERS))
+def test_weighted_router_writes_the_weight_at_every_step(
+    cluster: Cluster, operator: Operator, namespace: str, router: str
+) -> None:
+    traffic, weights = ROUTERS[router]
+    overrides = {"traffic": traffic}
+    assert cluster.apply(modeldeployment(NAME, namespace, spec("7", **overrides))).returncode == 0
+    wait_for(lambda: ready(cluster, namespace, "7"), what="v7 Ready")
+    assert weights(cluster, namespace) == [100, 0]
+    assert cluster.get("service", NAME, namespace)["spec"]["selector"]["modeldeploy.io/track"] == "stable"
+    assert cluster.get("service", f"{NAME}-canary", namespace)["spec"]["selector"]["modeldeploy.io/track"] == "canary"
+
+    with_fixed_pods = spec("8", **overrides)
+    with_fixed_pods["rollout"]["canaryReplicas"] = 2
+    assert cluster.apply(modeldeployment(NAME, namespace, with_fixed_pods)).returncode == 0
+    wait_for(lambda: canary_at(cluster, namespace, 1), what="paused after setWeight 25")
+    assert weights(cluster, namespace) == [75, 25]
+    assert deployment(cluster, namespace, f"{NAME}-canary")["spec"]["replicas"] == 2, "pods decoupled from weight"
+    assert md(cluster, namespace)["status"]["canary"]["actualWeight"] == 25
+
+    cli(cluster, "promote", NAME, "-n", namespace)
+    wait_for(lambda: canary_at(cluster, namespace, 3), what="paused after setWeight 50")
+    assert weights(cluster, namespace) == [50, 50]
+
+    cli(cluster, "promote", "--full", NAME, "-n", namespace)
+    wait_for(lambda: ready(cluster, namespace, "8"), what="v8 promoted")
+    assert weights(cluster, namespace) == [100, 0]
+
+
+def test_progress_deadline_rolls_back_and_retry_tries_again(
+    cluster: Cluster, operator: Operator, namespace: str
+) -> None:
+    traffic, weights = ROUTERS["gatewayAPI"]
+    assert cluster.apply(modeldeployment(NAME, namespace, spec("7", traffic=traffic))).returncode == 0
+    good = wait_for(lambda: ready(cluster, namespace, "7"), what="v7 Ready")
+    broken = spec("8", traffic=traffic)
+    broken["runtime"] = {**broken["runtime"], "image": "registry.example/never-ready:8"}
+    broken["rollout"]["progressDeadlineSeconds"] = 10
+    assert cluster.apply(modeldeployment(NAME, namespace, broken)).returncode == 0
+
+    waiting = wait_for(lambda: (m := md(cluster, namespace))["status"].get("canary") and m, what="canary started")
+    assert waiting["status"]["canary"]["weight"] == 0, "no traffic to pods that are not ready"
+    assert weights(cluster, namespace) == [100, 0]
+
+    rolled = wait_for(lambda: (m := md(cluster, namespace))["status"].get("lastRollback") and m, 60, "rollback")
+    rollback = rolled["status"]["lastRollback"]
+    assert rollback["reason"] == "ProgressDeadlineExceeded"
+    assert rollback["model"]["version"] == "8"
+    assert condition(rolled, "Degraded")["reason"] == "RolledBack"
+    assert rolled["status"]["phase"] == "Degraded"
+    assert rolled["status"]["stable"] == good["status"]["stable"]
+    assert rolled["status"]["history"][-1]["outcome"] == "RolledBack"
+    assert rolled["spec"] == broken, "the user's spec is never rewritten"
+    assert weights(cluster, namespace) == [100, 0]
+    wait_for(lambda: deployment(cluster, namespace, f"{NAME}-canary") is None, what="canary removed")
+    assert "RolledBack" in events(cluster, namespace)
+
+    # Not retried on its own: an unrelated change leaves it rolled back.
+    cluster.kubectl("annotate", "mdep", NAME, "-n", namespace, "example.com/poke=1")
+    assert wait_for(lambda: md(cluster, namespace)["metadata"]["annotations"].get("example.com/poke"), what="poke")
+    assert "retrying revision" in cli(cluster, "retry", NAME, "-n", namespace)
+    again = wait_for(lambda: (m := md(cluster, namespace))["status"].get("canary") and m, what="a new canary")
+    assert again["status"]["canary"]["revision"] == rollback["revision"]
+    assert "Retried" in events(cluster, namespace)
+
+
+def test_new_spec_supersedes_a_running_canary(cluster: Cluster, operator: Operator, namespace: str) -> None:
+    start(cluster, namespace)
+    first = wait_for(lambda: canary_at(cluster, namespace, 1), what="canary of v8 paused")["status"]["canary"]
+    assert cluster.apply(modeldeployment(NAME, namespace, spec("9"))).returncode == 0
+    second = wait_for(
+        lambda: (m := canary_at(cluster, namespace, 1)) and m["status"]["canary"]["model"]["version"] == "9" and m,
+        what="canary of v9",
+    )
+    assert second["status"]["canary"]["revision"] != first["revision"]
+    assert second["status"]["history"][-1]["outcome"] == "Superseded"
+    assert second["status"]["history"][-1]["revision"] == first["revision"]
+    pods = cluster.kubectl(
+        "get",
+        "pods",
+        "-n",
+        namespace,
+        "-l",
+        "modeldeploy.io/track=canary",
+        "-o",
+        "jsonpath={.items[*].metadata.labels.modeldeploy\\.io/revision}",
+    ).stdout.split()
+    wait_for(
+        lambda: (
+            set(
+                cluster.kubectl(
+                    "get",
+                    "pods",
+                    "-n",
+                    namespace,
+                    "-l",
+                    "modeldeploy.io/track=canary",
+                    "-o",
+                    "jsonpath={.items[*].metadata.labels.modeldeploy\\.io/revision}",
+                ).stdout.split()
+            )
+            == {second["status"]["canary"]["revision"]}
+        ),
+        what="only v9 canary pods",
+    )
+    assert pods, "canary pods existed"
+    assert "Superseded" in events(cluster, namespace)
+
+
+def test_abort_pause_and_resume(cluster: Cluster, operator: Operator, namespace: str) -> None:
+    timed = spec("7")
+    timed["rollout"]["steps"] = [{"setWeight": 25}, {"pause": {"duration": "2s"}}, {"setWeight": 50}, {"pause": {}}]
+    assert cluster.apply(modeldeployment(NAME, namespace, timed)).returncode == 0
+    wait_for(lambda: ready(cluster, namespace, "7"), what="v7 Ready")
+    cli(cluster, "pause", NAME, "-n", namespace)
+    timed8 = spec("8")
+    timed8["rollout"] = timed["rollout"]
+    assert cluster.apply(modeldeployment(NAME, namespace, timed8)).returncode == 0
+    held = wait_for(lambda: canary_at(cluster, namespace, 0), what="canary held at step 1 while paused")
+    assert held["status"]["canary"]["weight"] == 0
+    assert condition(held, "Paused")["reason"] == "PausedByHand"
+    cli(cluster, "resume", NAME, "-n", namespace)
+    wait_for(lambda: canary_at(cluster, namespace, 3), what="past the timed pause, waiting at the last step")
+
+    assert "aborted" in cli(cluster, "abort", NAME, "-n", namespace)
+    aborted = wait_for(lambda: (m := md(cluster, namespace))["status"].get("lastRollback") and m, what="abort")
+    assert aborted["status"]["lastRollback"]["reason"] == "Aborted"
+    assert aborted["status"]["history"][-1]["outcome"] == "Aborted"
+    wait_for(lambda: deployment(cluster, namespace, f"{NAME}-canary") is None, what="canary pods gone at once")
+    assert "Aborted" in events(cluster, namespace)
+
+
+def test_operator_restart_mid_canary_resumes_at_the_same_step(
+    cluster: Cluster, operator: Operator, namespace: str
+) -> None:
+    traffic, weights = ROUTERS["gatewayAPI"]
+    start(cluster, namespace, traffic=traffic)
+    before = wait_for(lambda: canary_at(cluster, namespace, 1), what="paused at step 2")
+
+    def versions() -> dict[str, str]:
+        listing = cluster.kubectl(
+            "get",
+            "mdep,deployment,service,httproute",
+            "-n",
+            namespace,
+            "-o",
+            "jsonpath={range .items[*]}{.kind}/{.metadata.name}={.metadata.resourceVersion}\n{end}",
+        )
+        return dict(line.split("=") for line in listing.stdout.split())
+
+    snapshot = versions()
+    operator.stop()
+    mark = cluster.audit_lines()
+    operator.start()
+    everything = cluster.kubectl("get", "mdep", "--all-namespaces", "-o", "name").stdout.split()
+    wait_for(lambda: operator.settled(len(everything)), what="the restarted operator to settle")
+    after = md(cluster, namespace)
+    assert after["status"]["canary"] == before["status"]["canary"]
+    assert weights(cluster, namespace) == [75, 25]
+    assert versions() == snapshot, "nothing was rewritten"
+    if cluster.audit_log is not None:
+        writes = [
+            (w["verb"], w["objectRef"].get("resource"), w["objectRef"].get("name"))
+            for w in cluster.operator_writes(mark)
+            if w["objectRef"].get("namespace") == namespace
+        ]
+        assert writes == []
+    cli(cluster, "promote", NAME, "-n", namespace)
+    wait_for(lambda: canary_at(cluster, namespace, 3), what="the next step after the restart")
+    assert weights(cluster, namespace) == [50, 50]
