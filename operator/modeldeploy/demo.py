@@ -17,6 +17,7 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
+from modeldeploy import control
 from modeldeploy.core import crd
 from modeldeploy.devcluster.cluster import ClusterError, LocalCluster, bin_dir, build, cache_dir, free_port
 
@@ -41,36 +42,17 @@ def _pods(cluster: LocalCluster, name: str) -> list[dict[str, Any]]:
 
 
 def render_view(md: dict[str, Any], pods: list[dict[str, Any]], title: str) -> Panel:
-    status = md.get("status") or {}
-    stable = status.get("stable") or {}
-    summary = Table.grid(padding=(0, 2))
-    summary.add_row("phase", f"[bold]{status.get('phase', '-')}[/]")
-    summary.add_row(
-        "generation",
-        f"{md.get('metadata', {}).get('generation', '-')} (observed {status.get('observedGeneration', '-')})",
-    )
-    summary.add_row(
-        "stable", f"{stable.get('revision', '-')}  model version {stable.get('model', {}).get('version', '-')}"
-    )
-    summary.add_row("target", str(status.get("targetRevision", "-")))
-    summary.add_row(
-        "replicas",
-        f"{status.get('readyReplicas', 0)}/{status.get('replicas', 0)} ready, "
-        f"{status.get('updatedReplicas', 0)} updated",
-    )
-    conditions = Table("condition", "status", "reason", "message", expand=True)
-    for c in status.get("conditions") or []:
-        colour = {"True": "green", "False": "yellow"}.get(c["status"], "white")
-        if c["type"] == "Degraded":
-            colour = "red" if c["status"] == "True" else "green"
-        conditions.add_row(c["type"], f"[{colour}]{c['status']}[/]", c["reason"], c.get("message", ""))
-    pod_table = Table("pod", "revision", "phase", expand=True)
+    pod_table = Table("pod", "track", "revision", "phase", expand=True)
     for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
         labels = pod["metadata"].get("labels", {})
         pod_table.add_row(
-            pod["metadata"]["name"], labels.get("modeldeploy.io/revision", "-"), pod.get("status", {}).get("phase", "-")
+            pod["metadata"]["name"],
+            labels.get("modeldeploy.io/track", "-"),
+            labels.get("modeldeploy.io/revision", "-"),
+            pod.get("status", {}).get("phase", "-"),
         )
-    return Panel(Group(summary, conditions, pod_table), title=title)
+    body = control.status_view(md) if md.get("status") else "waiting for the operator..."
+    return Panel(Group(body, pod_table), title=title)
 
 
 def watch(cluster: LocalCluster, name: str, title: str, done: Any, timeout: float = 120.0) -> dict[str, Any]:
@@ -96,6 +78,14 @@ def _ready_at(version: str) -> Any:
             and ready.get("status") == "True"
             and (status.get("stable") or {}).get("model", {}).get("version") == version
         )
+
+    return check
+
+
+def _rolled_back(version: str) -> Any:
+    def check(md: dict[str, Any]) -> bool:
+        rollback = (md.get("status") or {}).get("lastRollback") or {}
+        return bool(rollback.get("model", {}).get("version") == version)
 
     return check
 
@@ -164,14 +154,29 @@ def run_demo(example: Path, keep: bool) -> None:
         version = manifest["spec"]["model"]["version"]
         watch(cluster, name, f"{name}: first rollout", _ready_at(version))
 
-        console.rule("6. a new model version rolls out as a new revision")
-        new_version = f"{version}-next"
+        console.rule("6. a new model version goes through a canary: 20%, pause, 50%, pause, promotion")
         model = manifest["spec"]["model"]
+        new_version = f"{version}-next"
         patch = {"spec": {"model": {"version": new_version, "uri": f"{model['uri'].rstrip('/')}-next"}}}
         cluster.kubectl("patch", "mdep", name, "-n", NAMESPACE, "--type=merge", "-p", json.dumps(patch))
-        watch(cluster, name, f"{name}: model version {new_version}", _ready_at(new_version))
+        watch(cluster, name, f"{name}: canary of version {new_version}", _ready_at(new_version))
 
-        console.rule("7. a malformed spec is refused at admission, with the reason")
+        console.rule("7. a version whose pods never become ready is rolled back automatically")
+        broken = f"{version}-broken"
+        broken_patch: dict[str, Any] = {
+            "spec": {
+                "model": {"version": broken},
+                "runtime": {"preset": "custom", "port": 8080, "image": "registry.example/model-server:never-ready"},
+                "rollout": {"progressDeadlineSeconds": 15},
+            }
+        }
+        cluster.kubectl("patch", "mdep", name, "-n", NAMESPACE, "--type=merge", "-p", json.dumps(broken_patch))
+        rolled = watch(cluster, name, f"{name}: canary of version {broken}", _rolled_back(broken), timeout=90)
+        rollback = rolled["status"]["lastRollback"]
+        console.print(f"[red]rolled back[/] {rollback['reason']}: {rollback['message']}")
+        console.print(f"stable still serves version {rolled['status']['stable']['model']['version']}")
+
+        console.rule("8. a malformed spec is refused at admission, with the reason")
         bad = {**manifest, "spec": {**manifest["spec"], "replicas": 2, "autoscaling": {"maxReplicas": 3}}}
         refused = cluster.kubectl("apply", "-f", "-", input_text=yaml.safe_dump(bad), check=False)
         console.print(f"[red]{refused.stderr.strip()}[/]")
@@ -185,7 +190,7 @@ def run_demo(example: Path, keep: bool) -> None:
             "involvedObject.kind=ModelDeployment",
             "--sort-by=.lastTimestamp",
         )
-        console.rule("8. Events")
+        console.rule("9. Events")
         console.print(events.stdout)
         console.print(f"[bold green]demo finished in {time.monotonic() - started:.1f}s[/]")
     except BaseException:

@@ -1,8 +1,8 @@
 import pytest
 
 from modeldeploy.core.api import parse_spec
-from modeldeploy.core.presets import SpecError
 from modeldeploy.core.naming import REVISION_LABEL, TRACK_LABEL, Owner
+from modeldeploy.core.presets import SpecError
 from modeldeploy.core.render import pod_template, render
 from specs import valid_spec
 
@@ -150,3 +150,15 @@ def test_revision_changes_with_the_pods_and_only_with_them() -> None:
 def test_format_the_preset_cannot_serve_is_refused() -> None:
     with pytest.raises(SpecError, match=r"spec\.model\.format"):
         objects(model={**valid_spec()["model"], "format": "onnx"})
+
+
+def test_a_canary_deployment_replaces_all_its_pods_at_once() -> None:
+    spec = parse_spec(valid_spec())
+    template = pod_template(OWNER, spec)
+    children = render(OWNER, spec, template, template, 2, 25)
+    canary = next(o for o in children if o["metadata"]["name"] == "fraud-scorer-canary" and o["kind"] == "Deployment")
+    assert canary["spec"]["strategy"] == {"type": "Recreate"}
+    assert canary["spec"]["replicas"] == 2
+    assert canary["spec"]["template"]["metadata"]["labels"][TRACK_LABEL] == "canary"
+    stable = next(o for o in children if o["metadata"]["name"] == "fraud-scorer" and o["kind"] == "Deployment")
+    assert stable["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0

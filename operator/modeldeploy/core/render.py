@@ -23,6 +23,12 @@ from modeldeploy.core.presets import ResolvedRuntime, resolve_runtime
 from modeldeploy.core.routers import ROUTERS
 
 CONTAINER_NAME = "model-server"
+STRATEGIES: dict[str, dict[str, Any]] = {
+    # Stable never drops below capacity while it rolls.
+    STABLE: {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
+    # A superseded canary's pods must not serve the next canary's traffic: replace them all at once.
+    CANARY: {"type": "Recreate"},
+}
 PORT_NAME = "http"
 
 
@@ -121,7 +127,7 @@ def deployment(
     metadata = child_metadata(name, owner, spec, pod["metadata"]["labels"])
     deployment_spec: dict[str, Any] = {
         "selector": {"matchLabels": selector_labels(owner, track)},
-        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
+        "strategy": STRATEGIES[track],
         "revisionHistoryLimit": 3,
         "progressDeadlineSeconds": spec.rollout.progress_deadline_seconds,
         "template": pod,
