@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -262,3 +263,11 @@ def test_operator_restart_writes_nothing_to_unchanged_objects(
             for w in cluster.operator_writes(mark)
         ]
         assert writes == [], f"the restarted operator wrote: {writes}"
+
+
+def test_every_example_manifest_is_accepted(cluster: Cluster, namespace: str) -> None:
+    examples = sorted((Path(__file__).resolve().parents[2] / "manifests" / "examples").rglob("*.yaml"))
+    assert len(examples) >= 5
+    for example in examples:
+        result = cluster.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", str(example), check=False)
+        assert result.returncode == 0, f"{example.name}: {result.stderr}"

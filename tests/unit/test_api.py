@@ -2,8 +2,8 @@ import pytest
 from pydantic import ValidationError
 
 from modeldeploy.core.api import ModelDeploymentSpec, check_name, parse_spec
-from modeldeploy.core.presets import SpecError
 from modeldeploy.core.naming import Owner
+from modeldeploy.core.presets import SpecError
 from modeldeploy.core.render import pod_template
 from modeldeploy.core.validation import validate
 from specs import bad_specs, valid_spec

@@ -75,7 +75,11 @@ def test_first_reconcile_creates_children_then_a_second_writes_nothing() -> None
     kube = FakeKube(valid_spec())
     Reconciler(kube).reconcile("ns", "fraud-scorer")
     assert sorted(kube.writes) == [
-        ("apply", "Deployment"), ("apply", "Service"), ("apply", "Service"), ("patch-status", "ModelDeployment")]
+        ("apply", "Deployment"),
+        ("apply", "Service"),
+        ("apply", "Service"),
+        ("patch-status", "ModelDeployment"),
+    ]
     assert kube.md["status"]["phase"] == "Ready"
     assert kube.events == ["RolloutStarted", "RolloutCompleted"]
     kube.writes.clear()
