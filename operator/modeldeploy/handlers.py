@@ -51,7 +51,7 @@ async def modeldeployment_event(*, type: str, name: str, namespace: str | None, 
     key = (namespace, name)
     if type == "DELETED":
         memo.queue.forget(key)
-        metrics.OBJECTS.set(f"{namespace}/{name}", None)
+        metrics.OBJECTS.set(namespace, name, None)
         return
     memo.queue.add(key)
 

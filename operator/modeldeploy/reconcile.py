@@ -100,7 +100,7 @@ class Reconciler:
     def _reconcile(self, namespace: str, name: str) -> float | None:
         md = self.kube.get_modeldeployment(namespace, name)
         if md is None or md["metadata"].get("deletionTimestamp"):
-            metrics.OBJECTS.set(f"{namespace}/{name}", None)
+            metrics.OBJECTS.set(namespace, name, None)
             return None
         meta = md["metadata"]
         annotations = meta.get("annotations") or {}
@@ -160,7 +160,7 @@ class Reconciler:
         if rejected_action is not None:
             status = status.model_copy(update={"last_action": rejected_action})
             events.append(Event("Warning", "ActionRejected", rejected_action.result))
-        metrics.OBJECTS.set(f"{namespace}/{name}", status.phase)
+        metrics.OBJECTS.set(namespace, name, status.phase, status.canary.actual_weight if status.canary else None)
         patch = status_patch(raw_status, status)
         if patch is not None:
             self.kube.patch_status(namespace, name, patch)
@@ -168,6 +168,8 @@ class Reconciler:
             if observation.failure_reason is not None:
                 log.warning("[%s/%s] %s: %s", namespace, name, observation.failure_reason, observation.failure_message)
             log.info("[%s/%s] Status updated: phase=%s", namespace, name, status.phase)
+        if decision is not None:
+            _count_outcomes(previous, decision.status)
         for event in events:
             log.info("[%s/%s] %s: %s", namespace, name, event.reason, event.message)
             try:
@@ -249,6 +251,13 @@ class Reconciler:
         metrics.API_WRITES.labels(kind=kind, verb="apply").inc()
         log.info("[%s/%s] Applied %s %s", owner.namespace, owner.name, kind, child_name)
         return result
+
+
+def _count_outcomes(previous: ModelDeploymentStatus, current: ModelDeploymentStatus) -> None:
+    for entry in current.history[len(previous.history) :] if len(current.history) > len(previous.history) else []:
+        metrics.ROLLOUT_OUTCOMES.labels(outcome=entry.outcome).inc()
+        if entry.outcome in ("RolledBack", "Aborted"):
+            metrics.ROLLBACKS.labels(reason=entry.reason or entry.outcome).inc()
 
 
 def _failed(observation: Observation, reason: str, message: str) -> Observation:

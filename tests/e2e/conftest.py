@@ -24,6 +24,20 @@ from modeldeploy.devcluster.cluster import ClusterError, LocalCluster, bin_dir, 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+FIXTURE_CRDS = {"httproutes": "gateway.networking.k8s.io", "virtualservices": "networking.istio.io"}
+
+
+def install_crds(cluster: Cluster) -> None:
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+    cluster.kubectl("wait", "--for=condition=Established", "crd/modeldeployments.modeldeploy.io", "--timeout=60s")
+    for fixture_crd in sorted((ROOT / "tests" / "data" / "crds").glob("*.yaml")):
+        # Minimal HTTPRoute and VirtualService CRDs, unless the cluster has the real ones.
+        name = f"{fixture_crd.stem}.{FIXTURE_CRDS[fixture_crd.stem]}"
+        if cluster.kubectl("get", "crd", name, check=False).returncode != 0:
+            cluster.kubectl("apply", "-f", str(fixture_crd))
+            cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+
+
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
     existing = os.environ.get("MODELDEPLOY_E2E_KUBECONFIG")
@@ -43,18 +57,12 @@ def cluster() -> Iterator[Cluster]:
                 f"the local control plane could not start, so the end-to-end tests cannot run: {error}", pytrace=False
             )
         under_test = Cluster(local.kubeconfig, local.operator_kubeconfig, local.audit_log, str(bin_dir() / "kubectl"))
-    under_test.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
-    for fixture_crd in sorted((ROOT / "tests" / "data" / "crds").glob("*.yaml")):
-        # Minimal HTTPRoute and VirtualService CRDs, unless the cluster has the real ones.
-        name = (
-            fixture_crd.stem
-            + "."
-            + {"httproutes": "gateway.networking.k8s.io", "virtualservices": "networking.istio.io"}[fixture_crd.stem]
-        )
-        if under_test.kubectl("get", "crd", name, check=False).returncode != 0:
-            under_test.kubectl("apply", "-f", str(fixture_crd))
-            under_test.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
-    under_test.kubectl("wait", "--for=condition=Established", "crd/modeldeployments.modeldeploy.io", "--timeout=60s")
+    try:
+        install_crds(under_test)
+    except BaseException:
+        if local is not None:
+            local.stop()  # never leave a half-set-up cluster running
+        raise
     yield under_test
     if local is not None:
         local.stop()

@@ -52,7 +52,6 @@ NAMESPACED_RULES = [
     {"apiGroups": ["gateway.networking.k8s.io"], "resources": ["httproutes"], "verbs": WRITE},
     {"apiGroups": ["networking.istio.io"], "resources": ["virtualservices"], "verbs": WRITE},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
-    {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
 ]
 CRD_RULE = {
     "apiGroups": ["apiextensions.k8s.io"],
@@ -538,7 +537,6 @@ def served(namespace: str) -> list[tuple[str, ...]]:
         ("create", "httproutes.gateway.networking.k8s.io", "-n", namespace),
         ("create", "virtualservices.networking.istio.io", "-n", namespace),
         ("create", "events", "-n", namespace),
-        ("create", "events.events.k8s.io", "-n", namespace),
     ]
 
 

@@ -23,37 +23,62 @@ RECONCILE_SECONDS = Histogram(
 API_WRITES = Counter(
     "modeldeploy_api_writes_total", "Writes the operator sent to the API server, by kind and verb.", ["kind", "verb"]
 )
+ROLLOUT_OUTCOMES = Counter(
+    "modeldeploy_rollout_outcomes_total",
+    "Canaries that ended, by outcome (Promoted, RolledBack, Aborted, Superseded).",
+    ["outcome"],
+)
+ROLLBACKS = Counter("modeldeploy_rollbacks_total", "Canaries rolled back, by reason.", ["reason"])
 WORKQUEUE_DEPTH = Gauge("modeldeploy_workqueue_depth", "ModelDeployments waiting for a reconcile.")
 RECONCILES_IN_FLIGHT = Gauge("modeldeploy_reconciles_in_flight", "Reconciles running now.")
 PHASES: tuple[Phase, ...] = ("Pending", "Progressing", "Ready", "ScaledToZero", "Degraded")
 
 
-class PhaseCollector(Collector):
-    """modeldeploy_objects{phase}: how many ModelDeployments are in each phase."""
+class ObjectCollector(Collector):
+    """Per-object state, forgotten when the object goes: so no series outlives its ModelDeployment.
+
+    modeldeploy_objects{phase}: how many ModelDeployments are in each phase;
+    modeldeploy_canary_weight{namespace,name}: the canary's actual weight, for objects with a canary.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._phases: dict[str, str] = {}
+        self._phases: dict[tuple[str, str], str] = {}
+        self._weights: dict[tuple[str, str], int] = {}
 
-    def set(self, key: str, phase: str | None) -> None:
+    def set(self, namespace: str, name: str, phase: str | None, canary_weight: int | None = None) -> None:
+        key = (namespace, name)
         with self._lock:
             if phase is None:
                 self._phases.pop(key, None)
             else:
                 self._phases[key] = phase
+            if canary_weight is None:
+                self._weights.pop(key, None)
+            else:
+                self._weights[key] = canary_weight
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = GaugeMetricFamily("modeldeploy_objects", "ModelDeployments by phase.", labels=["phase"])
+        phases = GaugeMetricFamily("modeldeploy_objects", "ModelDeployments by phase.", labels=["phase"])
+        weights = GaugeMetricFamily(
+            "modeldeploy_canary_weight",
+            "Percent of traffic the canary in progress gets now.",
+            labels=["namespace", "name"],
+        )
         with self._lock:
             counts: dict[str, int] = dict.fromkeys(PHASES, 0)
             for phase in self._phases.values():
                 counts[phase] = counts.get(phase, 0) + 1
+            current = dict(self._weights)
         for phase, count in counts.items():
-            family.add_metric([phase], count)
-        yield family
+            phases.add_metric([phase], count)
+        for (namespace, name), weight in sorted(current.items()):
+            weights.add_metric([namespace, name], weight)
+        yield phases
+        yield weights
 
 
-OBJECTS = PhaseCollector()
+OBJECTS = ObjectCollector()
 REGISTRY.register(OBJECTS)
 
 

@@ -1,0 +1,112 @@
+{{/* Names, labels, the checks that refuse bad values, and the RBAC rules. */}}
+
+{{- define "modeldeploy.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "modeldeploy.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "modeldeploy.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The operator's own objects never carry app.kubernetes.io/managed-by=modeldeploy: that label marks the
+model-server children it creates (and the model PodMonitor selects it). */}}
+{{- define "modeldeploy.labels" -}}
+helm.sh/chart: {{ include "modeldeploy.chart" . }}
+{{ include "modeldeploy.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: operator
+app.kubernetes.io/part-of: modeldeploy
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "modeldeploy.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "modeldeploy.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "modeldeploy.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "modeldeploy.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "modeldeploy.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/* Values the schema cannot refuse on its own. Every template includes this, so `helm template` and
+`helm install` fail with the reason instead of rendering something that would not work. */}}
+{{- define "modeldeploy.validate" -}}
+{{- if .Values.ha.enabled }}
+{{- fail "ha.enabled=true is not supported yet: the operator runs Kopf in --standalone mode, so two replicas would both reconcile every ModelDeployment and fight. HA needs Kopf peering (a KopfPeering/ClusterKopfPeering object and a distinct --priority per replica, since equal-priority peers all freeze). Keep ha.enabled=false (one replica, strategy Recreate)." }}
+{{- end }}
+{{- if eq .Values.rbac.scope "namespaced" }}
+{{- if not .Values.watchNamespaces }}
+{{- fail "rbac.scope=namespaced needs at least one namespace in watchNamespaces" }}
+{{- end }}
+{{- else if .Values.watchNamespaces }}
+{{- fail "watchNamespaces is only used with rbac.scope=namespaced; with rbac.scope=cluster the operator serves every namespace, so leave watchNamespaces empty" }}
+{{- end }}
+{{- end }}
+
+{{/* What the operator does inside each namespace it serves. Exactly the calls it makes: no `*`, no Secrets,
+no Pods, no ConfigMaps. */}}
+{{- define "modeldeploy.namespacedRules" -}}
+# The ModelDeployments it serves: watch them, patch them, and write their status.
+- apiGroups: ["modeldeploy.io"]
+  resources: ["modeldeployments"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["modeldeploy.io"]
+  resources: ["modeldeployments/status"]
+  verbs: ["get", "patch", "update"]
+# Children carry ownerReferences with blockOwnerDeletion, which needs update on the owner's finalizers.
+- apiGroups: ["modeldeploy.io"]
+  resources: ["modeldeployments/finalizers"]
+  verbs: ["update"]
+# The children: the serving Deployment, Service and HorizontalPodAutoscaler, and the canary routers.
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["ingresses"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["httproutes"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+- apiGroups: ["networking.istio.io"]
+  resources: ["virtualservices"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+# Events on the ModelDeployments.
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}
+
+{{/* Kopf watches CustomResourceDefinitions (cluster-scoped) to notice when the resources it serves appear,
+change or go. It runs --standalone, so it needs no KopfPeering objects. */}}
+{{- define "modeldeploy.crdRules" -}}
+- apiGroups: ["apiextensions.k8s.io"]
+  resources: ["customresourcedefinitions"]
+  verbs: ["get", "list", "watch"]
+{{- end }}
