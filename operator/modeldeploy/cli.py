@@ -197,6 +197,21 @@ def _register_controls(target: typer.Typer) -> None:
         _act("retry", name, namespace, context, kubeconfig, wait)
 
     @target.command()
+    def undo(
+        name: NameArg,
+        namespace: NamespaceOpt = None,
+        context: ContextOpt = None,
+        kubeconfig: KubeconfigOpt = None,
+    ) -> None:
+        """Set spec.model back to the previous good revision's model (a spec change: it goes through a canary)."""
+        control, custom, ns = _target(namespace, context, kubeconfig)
+        try:
+            typer.echo(f"undo {ns}/{name}: {control.undo(custom, ns, name)}")
+        except control.ControlError as error:
+            typer.secho(f"error: {error}", fg="red", err=True)
+            raise typer.Exit(1) from error
+
+    @target.command()
     def pause(
         name: NameArg,
         namespace: NamespaceOpt = None,

@@ -88,6 +88,41 @@ def request(custom: client.CustomObjectsApi, namespace: str, name: str, action: 
     return f"requested; the operator has not answered within {wait:.0f}s (is it running?)"
 
 
+def previous_good(md: dict[str, Any]) -> dict[str, Any] | None:
+    """The newest history entry that served well (Deployed or Promoted) and is not the current stable."""
+    status = md.get("status") or {}
+    current = (status.get("stable") or {}).get("revision")
+    for entry in reversed(status.get("history") or []):
+        if entry["outcome"] in ("Deployed", "Promoted") and entry["revision"] != current:
+            return entry  # type: ignore[no-any-return]
+    return None
+
+
+def undo(custom: client.CustomObjectsApi, namespace: str, name: str) -> str:
+    """Sets spec.model back to the previous good revision's model; it then goes through a canary."""
+    md = get(custom, namespace, name)
+    entry = previous_good(md)
+    if entry is None:
+        raise ControlError(f"ModelDeployment {namespace}/{name} has no earlier good revision in its history")
+    model = entry["model"]
+    try:
+        custom.patch_namespaced_custom_object(
+            api.GROUP,
+            api.VERSION,
+            namespace,
+            api.PLURAL,
+            name,
+            {"spec": {"model": {"name": model["name"], "version": model["version"], "uri": model["uri"]}}},
+            _content_type="application/merge-patch+json",
+        )
+    except ApiException as error:
+        raise ControlError(f"cannot change ModelDeployment {namespace}/{name}: {error.reason}") from error
+    return (
+        f"spec.model set back to version {model['version']} ({model['uri']}), last good as revision "
+        f"{entry['revision']}; it goes through a canary. Under GitOps, change Git instead."
+    )
+
+
 def set_paused(custom: client.CustomObjectsApi, namespace: str, name: str, paused: bool) -> None:
     get(custom, namespace, name)
     _annotate(custom, namespace, name, {PAUSED_ANNOTATION: "true" if paused else None})

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from cluster_support import Cluster, Operator, condition, modeldeployment, wait_for
+from gitops_health import argocd_health, kstatus
 from specs import serving_spec
 
 pytestmark = pytest.mark.e2e
@@ -108,6 +109,7 @@ def test_replicas_router_moves_through_every_step(cluster: Cluster, operator: Op
     assert cluster.get("service", NAME, namespace)["spec"]["selector"] == {"app.kubernetes.io/instance": NAME}
     assert at_25["status"]["phase"] == "Paused"
     assert condition(at_25, "Paused")["status"] == "True"
+    assert (argocd_health(at_25)["status"], kstatus(at_25)) == ("Suspended", "InProgress")
     printed = cluster.kubectl("get", "mdep", NAME, "-n", namespace).stdout
     assert "25" in printed.splitlines()[1], "the printer columns show the canary weight"
 
@@ -118,6 +120,7 @@ def test_replicas_router_moves_through_every_step(cluster: Cluster, operator: Op
 
     cli(cluster, "promote", NAME, "-n", namespace)
     done = wait_for(lambda: ready(cluster, namespace, "8"), what="v8 promoted and Ready")
+    assert (argocd_health(done)["status"], kstatus(done)) == ("Healthy", "Current")
     assert done["status"]["history"][-1]["outcome"] == "Promoted"
     assert done["status"]["history"][-1]["model"]["version"] == "8"
     wait_for(lambda: deployment(cluster, namespace, f"{NAME}-canary") is None, what="the canary to be removed")
@@ -128,8 +131,16 @@ def test_replicas_router_moves_through_every_step(cluster: Cluster, operator: Op
     reasons = events(cluster, namespace)
     for reason in ("CanaryStarted", "WeightChanged", "PromotionStarted", "Promoted"):
         assert reason in reasons
-    history = cli(cluster, "history", NAME, "-n", namespace, "-o", "json")
-    assert json.loads(history)[-1]["outcome"] == "Promoted"
+    history = json.loads(cli(cluster, "history", NAME, "-n", namespace, "-o", "json"))
+    assert [(h["model"]["version"], h["outcome"]) for h in history] == [("7", "Deployed"), ("8", "Promoted")]
+    status_view = cli(cluster, "status", NAME, "-n", namespace)
+    assert "stable" in status_view
+    assert "canary" in status_view
+
+    assert "set back to version 7" in cli(cluster, "undo", NAME, "-n", namespace)
+    back = wait_for(lambda: (m := md(cluster, namespace))["status"].get("canary") and m, what="a canary of v7 again")
+    assert back["spec"]["model"]["version"] == "7"
+    assert back["status"]["canary"]["model"]["version"] == "7"
 
 
 def httproute_weights(cluster: Cluster, namespace: str) -> list[int] | None:
@@ -216,6 +227,7 @@ def test_progress_deadline_rolls_back_and_retry_tries_again(
     assert rollback["reason"] == "ProgressDeadlineExceeded"
     assert rollback["model"]["version"] == "8"
     assert condition(rolled, "Degraded")["reason"] == "RolledBack"
+    assert (argocd_health(rolled)["status"], kstatus(rolled)) == ("Degraded", "Failed")
     assert rolled["status"]["phase"] == "Degraded"
     assert rolled["status"]["stable"] == good["status"]["stable"]
     assert rolled["status"]["history"][-1]["outcome"] == "RolledBack"

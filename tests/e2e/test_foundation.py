@@ -64,6 +64,7 @@ def test_apply_rolls_out_and_reports_ready(cluster: Cluster, operator: Operator,
         "Progressing": "False",
         "Degraded": "False",
         "Paused": "False",
+        "Stalled": "False",
     }
     service = cluster.get("service", "fraud", namespace)
     assert service is not None

@@ -282,6 +282,16 @@ def test_monitors_render_only_when_enabled(binaries: Path, helm_home: dict[str, 
     assert find(namespaced, "PodMonitor")[0]["spec"]["namespaceSelector"] == {"matchNames": ["a"]}
 
 
+def test_grafana_dashboard_renders_only_when_enabled(binaries: Path, helm_home: dict[str, str]) -> None:
+    assert not [d for d in render(helm_home) if d["kind"] == "ConfigMap"]
+    docs = render(helm_home, "--set", "grafanaDashboard.enabled=true", "--set", "grafanaDashboard.labels.team=ml")
+    (config_map,) = find(docs, "ConfigMap")
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert config_map["metadata"]["labels"]["team"] == "ml"
+    dashboard = json.loads(config_map["data"]["modeldeploy.json"])
+    assert dashboard == json.loads((CHART / "dashboards" / "modeldeploy.json").read_text())
+
+
 def _without_helm_labels(doc: dict[str, Any]) -> dict[str, Any]:
     doc = json.loads(json.dumps(doc))
     for meta in (doc["metadata"], doc.get("spec", {}).get("template", {}).get("metadata", {})):

@@ -77,3 +77,24 @@ def test_validation_error_lists_every_problem() -> None:
     assert "spec.model.version" in str(raised.value)
     assert "spec.model.uri" in str(raised.value)
     assert "spec.model.format" in str(raised.value)
+
+
+def test_undo_picks_the_newest_good_revision_that_is_not_serving() -> None:
+    from modeldeploy.control import previous_good
+
+    def entry(revision, outcome):
+        return {"revision": revision, "outcome": outcome, "model": {"name": "m", "version": revision, "uri": "s3://x"}}
+
+    md = {
+        "status": {
+            "stable": {"revision": "c"},
+            "history": [
+                entry("a", "Deployed"),
+                entry("b", "Promoted"),
+                entry("x", "RolledBack"),
+                entry("c", "Promoted"),
+            ],
+        }
+    }
+    assert previous_good(md)["revision"] == "b"
+    assert previous_good({"status": {"stable": {"revision": "a"}, "history": [entry("a", "Deployed")]}}) is None

@@ -50,7 +50,7 @@ def run(dep, previous=None, revision="rev1", generation=4, failure=None, now=T0,
 
 
 def conditions(status):
-    return {c.type: (c.status, c.reason) for c in status.conditions if c.type != "Paused"}
+    return {c.type: (c.status, c.reason) for c in status.conditions if c.type not in ("Paused", "Stalled")}
 
 
 def test_set_condition_moves_transition_time_only_on_status_change() -> None:
@@ -147,6 +147,8 @@ def test_conditions_follow_the_deployment(name, dep, phase, ready, progressing, 
     assert conditions(status) == {"Ready": ready, "Progressing": progressing, "Degraded": degraded}, name
     assert status.observed_generation == 4
     assert all(c.observed_generation == 4 for c in status.conditions)
+    stalled = next(c for c in status.conditions if c.type == "Stalled")
+    assert (stalled.status, stalled.reason) == degraded, "Stalled mirrors Degraded for kstatus"
 
 
 def test_stable_moves_only_when_the_new_revision_is_rolled_out() -> None:

@@ -463,7 +463,8 @@ class RevisionStatus(ApiModel):
 
 
 Phase = Literal["Pending", "Progressing", "Paused", "Ready", "ScaledToZero", "Degraded"]
-Outcome = Literal["Promoted", "RolledBack", "Aborted", "Superseded"]
+HISTORY_LIMIT = 10
+Outcome = Literal["Deployed", "Promoted", "RolledBack", "Aborted", "Superseded"]
 Time = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 
 

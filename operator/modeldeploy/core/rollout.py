@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from modeldeploy.core.api import (
+    HISTORY_LIMIT,
     ActionStatus,
     CanaryStatus,
     HistoryEntry,
@@ -27,7 +28,6 @@ from modeldeploy.core.status import DeploymentState, Event, now_rfc3339, parse_t
 
 ActionName = Literal["promote", "promote-full", "abort", "retry"]
 ACTIONS: tuple[ActionName, ...] = ("promote", "promote-full", "abort", "retry")
-HISTORY_LIMIT = 10
 # While a canary runs, look again at least this often, even without a watch event.
 RECHECK_SECONDS = 30.0
 

@@ -7,8 +7,10 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from modeldeploy.core.api import (
+    HISTORY_LIMIT,
     Condition,
     ConditionStatus,
+    HistoryEntry,
     ModelDeploymentSpec,
     ModelDeploymentStatus,
     Phase,
@@ -21,6 +23,7 @@ READY = "Ready"
 PROGRESSING = "Progressing"
 DEGRADED = "Degraded"
 PAUSED = "Paused"
+STALLED = "Stalled"
 
 # Reasons
 INVALID_SPEC = "InvalidSpec"
@@ -163,6 +166,15 @@ def _describe(revision: str, spec: ModelDeploymentSpec) -> str:
     return f"revision {revision} (model {spec.model.name} version {spec.model.version})"
 
 
+def _deployed(current: ModelDeploymentStatus, stable: RevisionStatus, now: datetime) -> list[HistoryEntry]:
+    """A revision that reached stable without a canary (the first one) still belongs in the history."""
+    stamp = now_rfc3339(now)
+    entry = HistoryEntry(
+        revision=stable.revision, model=stable.model, outcome="Deployed", started_at=stamp, finished_at=stamp
+    )
+    return [*current.history, entry][-HISTORY_LIMIT:]
+
+
 def _rollout_conditions(status: ModelDeploymentStatus, obs: Observation) -> tuple[Phase, str, str, bool] | None:
     """(phase, reason, message, paused) while a canary runs or a rollback holds; None otherwise."""
     stable = status.stable
@@ -212,6 +224,7 @@ def compute_status(
 
     stable = current.stable
     target = current.target_revision
+    history = current.history
     phase: Phase
     paused = False
     d = obs.deployment
@@ -242,6 +255,8 @@ def compute_status(
         want = spec.desired_replicas
         if d is not None and d.rolled_out(revision, want):
             stable = RevisionStatus(revision=revision, model=_model_of(spec))
+            if current.stable is None or current.stable.revision != revision:
+                history = _deployed(current, stable, now)
             zero = d.spec_replicas == 0
             ready_reason = SCALED_TO_ZERO if zero else REVISION_AVAILABLE
             put(
@@ -274,6 +289,10 @@ def compute_status(
         put(PAUSED, "True", "PausedByHand" if obs.paused else "PauseStep", "the canary waits; promote or resume it")
     else:
         put(PAUSED, "False", "NotPaused", "")
+    # kstatus (Flux) reads Stalled=True as Failed; Ready=False alone would read as InProgress forever.
+    degraded = find_condition(conditions, DEGRADED)
+    assert degraded is not None
+    put(STALLED, degraded.status, degraded.reason, degraded.message)
 
     status = current.model_copy(
         update={
@@ -282,6 +301,7 @@ def compute_status(
             "conditions": conditions,
             "stable": stable,
             "target_revision": target,
+            "history": history,
             "replicas": d.replicas if d else current.replicas,
             "ready_replicas": d.ready_replicas if d else current.ready_replicas,
             "updated_replicas": d.updated_replicas if d else current.updated_replicas,
