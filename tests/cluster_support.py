@@ -77,6 +77,31 @@ class Cluster:
         events = [json.loads(line) for line in lines]
         return [e for e in events if e["user"]["username"] == OPERATOR_USER and e["stage"] == "ResponseComplete"]
 
+    def event_reasons(self, name: str, namespace: str) -> list[str]:
+        """Reasons of the Events on a ModelDeployment."""
+        listing = self.kubectl(
+            "get",
+            "events",
+            "-n",
+            namespace,
+            "-o",
+            "json",
+            f"--field-selector=involvedObject.name={name},involvedObject.kind=ModelDeployment",
+        )
+        return [e["reason"] for e in json.loads(listing.stdout)["items"]]
+
+    def resource_versions(self, namespace: str, kinds: str) -> dict[str, str]:
+        """kind/name -> resourceVersion for `kinds` (a kubectl list such as "mdep,deployment")."""
+        listing = self.kubectl(
+            "get",
+            kinds,
+            "-n",
+            namespace,
+            "-o",
+            "jsonpath={range .items[*]}{.kind}/{.metadata.name}={.metadata.resourceVersion}\n{end}",
+        )
+        return dict(line.split("=") for line in listing.stdout.split())
+
     def audit_lines(self) -> int:
         return len(self.audit_log.read_text().splitlines()) if self.audit_log else 0
 
@@ -147,6 +172,15 @@ class Operator:
             and m.get("modeldeploy_workqueue_depth") == 0
             and m.get("modeldeploy_reconciles_in_flight") == 0
         )
+
+    def restart(self) -> int:
+        """Stops and starts the operator, waits until it has reconciled every object; returns the audit mark."""
+        self.stop()
+        mark = self.cluster.audit_lines()
+        self.start()
+        everything = self.cluster.kubectl("get", "mdep", "--all-namespaces", "-o", "name").stdout.split()
+        wait_for(lambda: self.settled(len(everything)), what="the restarted operator to reconcile every object")
+        return mark
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.live import Live
 
+from modeldeploy import control
 from modeldeploy.core import crd as crd_module
 from modeldeploy.devcluster.cluster import ClusterError, LocalCluster, bin_dir, build, cache_dir
 
@@ -136,29 +139,49 @@ OutputOpt = Annotated[str | None, typer.Option("--output", "-o", help="json or y
 WaitOpt = Annotated[float, typer.Option(help="Seconds to wait for the operator's answer.")]
 
 
-def _target(namespace: str | None, context: str | None, kubeconfig: str | None):  # type: ignore[no-untyped-def]
-    from modeldeploy import control
-
-    try:
-        return (
-            control,
-            control.connect(context, kubeconfig),
-            namespace or control.default_namespace(context, kubeconfig),
-        )
-    except control.ControlError as error:
-        typer.secho(f"error: {error}", fg="red", err=True)
-        raise typer.Exit(1) from error
-
-
-def _act(
-    action: str, name: str, namespace: str | None, context: str | None, kubeconfig: str | None, wait: float
+def _control(
+    namespace: str | None, context: str | None, kubeconfig: str | None, work: Callable[[Any, str], str | None]
 ) -> None:
-    control, custom, ns = _target(namespace, context, kubeconfig)
+    """Connects, runs `work(client, namespace)`, prints what it returns, and turns ControlError into exit 1."""
     try:
-        typer.echo(f"{action} {ns}/{name}: {control.request(custom, ns, name, action, wait)}")
+        custom = control.connect(context, kubeconfig)
+        message = work(custom, namespace or control.default_namespace(context, kubeconfig))
     except control.ControlError as error:
         typer.secho(f"error: {error}", fg="red", err=True)
         raise typer.Exit(1) from error
+    if message:
+        typer.echo(message)
+
+
+def _action_command(action: str) -> Callable[..., None]:
+    def command(
+        name: NameArg,
+        namespace: NamespaceOpt = None,
+        context: ContextOpt = None,
+        kubeconfig: KubeconfigOpt = None,
+        wait: WaitOpt = 30.0,
+    ) -> None:
+        _control(
+            namespace,
+            context,
+            kubeconfig,
+            lambda custom, ns: f"{action} {ns}/{name}: {control.request(custom, ns, name, action, wait)}",
+        )
+
+    return command
+
+
+def _pause_command(paused: bool) -> Callable[..., None]:
+    def command(
+        name: NameArg, namespace: NamespaceOpt = None, context: ContextOpt = None, kubeconfig: KubeconfigOpt = None
+    ) -> None:
+        def work(custom: Any, ns: str) -> str:
+            control.set_paused(custom, ns, name, paused)
+            return f"{'paused' if paused else 'resumed'} {ns}/{name}"
+
+        _control(namespace, context, kubeconfig, work)
+
+    return command
 
 
 def _register_controls(target: typer.Typer) -> None:
@@ -172,68 +195,23 @@ def _register_controls(target: typer.Typer) -> None:
         wait: WaitOpt = 30.0,
     ) -> None:
         """Advance the canary by one step (past a pause), or promote it fully with --full."""
-        _act("promote-full" if full else "promote", name, namespace, context, kubeconfig, wait)
+        _action_command("promote-full" if full else "promote")(name, namespace, context, kubeconfig, wait)
 
-    @target.command()
-    def abort(
-        name: NameArg,
-        namespace: NamespaceOpt = None,
-        context: ContextOpt = None,
-        kubeconfig: KubeconfigOpt = None,
-        wait: WaitOpt = 30.0,
-    ) -> None:
-        """Roll the canary back now; its revision is not retried until the spec changes or `retry`."""
-        _act("abort", name, namespace, context, kubeconfig, wait)
-
-    @target.command()
-    def retry(
-        name: NameArg,
-        namespace: NamespaceOpt = None,
-        context: ContextOpt = None,
-        kubeconfig: KubeconfigOpt = None,
-        wait: WaitOpt = 30.0,
-    ) -> None:
-        """Start a new canary of a rolled-back revision."""
-        _act("retry", name, namespace, context, kubeconfig, wait)
+    target.command(
+        name="abort", help="Roll the canary back now; its revision is not retried until the spec changes or `retry`."
+    )(_action_command("abort"))
+    target.command(name="retry", help="Start a new canary of a rolled-back revision.")(_action_command("retry"))
+    target.command(name="pause", help="Hold the canary where it is until `resume`.")(_pause_command(True))
+    target.command(name="resume", help="Let a paused canary go on.")(_pause_command(False))
 
     @target.command()
     def undo(
-        name: NameArg,
-        namespace: NamespaceOpt = None,
-        context: ContextOpt = None,
-        kubeconfig: KubeconfigOpt = None,
+        name: NameArg, namespace: NamespaceOpt = None, context: ContextOpt = None, kubeconfig: KubeconfigOpt = None
     ) -> None:
         """Set spec.model back to the previous good revision's model (a spec change: it goes through a canary)."""
-        control, custom, ns = _target(namespace, context, kubeconfig)
-        try:
-            typer.echo(f"undo {ns}/{name}: {control.undo(custom, ns, name)}")
-        except control.ControlError as error:
-            typer.secho(f"error: {error}", fg="red", err=True)
-            raise typer.Exit(1) from error
-
-    @target.command()
-    def pause(
-        name: NameArg,
-        namespace: NamespaceOpt = None,
-        context: ContextOpt = None,
-        kubeconfig: KubeconfigOpt = None,
-    ) -> None:
-        """Hold the canary where it is until `resume`."""
-        control, custom, ns = _target(namespace, context, kubeconfig)
-        control.set_paused(custom, ns, name, True)
-        typer.echo(f"paused {ns}/{name}")
-
-    @target.command()
-    def resume(
-        name: NameArg,
-        namespace: NamespaceOpt = None,
-        context: ContextOpt = None,
-        kubeconfig: KubeconfigOpt = None,
-    ) -> None:
-        """Let a paused canary go on."""
-        control, custom, ns = _target(namespace, context, kubeconfig)
-        control.set_paused(custom, ns, name, False)
-        typer.echo(f"resumed {ns}/{name}")
+        _control(
+            namespace, context, kubeconfig, lambda custom, ns: f"undo {ns}/{name}: {control.undo(custom, ns, name)}"
+        )
 
     @target.command()
     def status(
@@ -245,26 +223,23 @@ def _register_controls(target: typer.Typer) -> None:
         watch: Annotated[bool, typer.Option("--watch", "-w", help="Keep redrawing until interrupted.")] = False,
     ) -> None:
         """Stable and canary side by side, the canary's progress, conditions and the last rollback."""
-        control, custom, ns = _target(namespace, context, kubeconfig)
-        try:
+
+        def work(custom: Any, ns: str) -> str | None:
             md = control.get(custom, ns, name)
             if output:
-                typer.echo(control.dump(md.get("status") or {}, output))
-                return
+                return control.dump(md.get("status") or {}, output)
             if not watch:
                 control.console.print(control.status_view(md))
-                return
-            from rich.live import Live
-
+                return None
             with Live(control.status_view(md), console=control.console, refresh_per_second=2) as live:
-                while True:
-                    time.sleep(1)
-                    live.update(control.status_view(control.get(custom, ns, name)))
-        except control.ControlError as error:
-            typer.secho(f"error: {error}", fg="red", err=True)
-            raise typer.Exit(1) from error
-        except KeyboardInterrupt:
-            return
+                try:
+                    while True:
+                        time.sleep(1)
+                        live.update(control.status_view(control.get(custom, ns, name)))
+                except KeyboardInterrupt:
+                    return None
+
+        _control(namespace, context, kubeconfig, work)
 
     @target.command()
     def history(
@@ -274,17 +249,16 @@ def _register_controls(target: typer.Typer) -> None:
         kubeconfig: KubeconfigOpt = None,
         output: OutputOpt = None,
     ) -> None:
-        """Recent canaries: revision, model version, outcome and times."""
-        control, custom, ns = _target(namespace, context, kubeconfig)
-        try:
+        """Recent revisions: model version, outcome and times."""
+
+        def work(custom: Any, ns: str) -> str | None:
             md = control.get(custom, ns, name)
-        except control.ControlError as error:
-            typer.secho(f"error: {error}", fg="red", err=True)
-            raise typer.Exit(1) from error
-        if output:
-            typer.echo(control.dump((md.get("status") or {}).get("history") or [], output))
-        else:
+            if output:
+                return control.dump((md.get("status") or {}).get("history") or [], output)
             control.console.print(control.history_table(md))
+            return None
+
+        _control(namespace, context, kubeconfig, work)
 
 
 _register_controls(app)

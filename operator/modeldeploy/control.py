@@ -59,19 +59,17 @@ def get(custom: client.CustomObjectsApi, namespace: str, name: str) -> dict[str,
         raise ControlError(f"cannot read ModelDeployment {namespace}/{name}: {error.reason}") from error
 
 
-def _annotate(custom: client.CustomObjectsApi, namespace: str, name: str, annotations: dict[str, str | None]) -> None:
+def _merge_patch(custom: client.CustomObjectsApi, namespace: str, name: str, body: dict[str, Any]) -> None:
     try:
         custom.patch_namespaced_custom_object(
-            api.GROUP,
-            api.VERSION,
-            namespace,
-            api.PLURAL,
-            name,
-            {"metadata": {"annotations": annotations}},
-            _content_type="application/merge-patch+json",
+            api.GROUP, api.VERSION, namespace, api.PLURAL, name, body, _content_type="application/merge-patch+json"
         )
     except ApiException as error:
-        raise ControlError(f"cannot annotate ModelDeployment {namespace}/{name}: {error.reason}") from error
+        raise ControlError(f"cannot change ModelDeployment {namespace}/{name}: {error.reason}") from error
+
+
+def _annotate(custom: client.CustomObjectsApi, namespace: str, name: str, annotations: dict[str, str | None]) -> None:
+    _merge_patch(custom, namespace, name, {"metadata": {"annotations": annotations}})
 
 
 def request(custom: client.CustomObjectsApi, namespace: str, name: str, action: str, wait: float) -> str:
@@ -105,18 +103,7 @@ def undo(custom: client.CustomObjectsApi, namespace: str, name: str) -> str:
     if entry is None:
         raise ControlError(f"ModelDeployment {namespace}/{name} has no earlier good revision in its history")
     model = entry["model"]
-    try:
-        custom.patch_namespaced_custom_object(
-            api.GROUP,
-            api.VERSION,
-            namespace,
-            api.PLURAL,
-            name,
-            {"spec": {"model": {"name": model["name"], "version": model["version"], "uri": model["uri"]}}},
-            _content_type="application/merge-patch+json",
-        )
-    except ApiException as error:
-        raise ControlError(f"cannot change ModelDeployment {namespace}/{name}: {error.reason}") from error
+    _merge_patch(custom, namespace, name, {"spec": {"model": {k: model[k] for k in ("name", "version", "uri")}}})
     return (
         f"spec.model set back to version {model['version']} ({model['uri']}), last good as revision "
         f"{entry['revision']}; it goes through a canary. Under GitOps, change Git instead."
@@ -128,7 +115,7 @@ def set_paused(custom: client.CustomObjectsApi, namespace: str, name: str, pause
     _annotate(custom, namespace, name, {PAUSED_ANNOTATION: "true" if paused else None})
 
 
-def dump(obj: dict[str, Any], output: str) -> str:
+def dump(obj: Any, output: str) -> str:
     if output == "json":
         return json.dumps(obj, indent=2)
     return yaml.safe_dump(obj, sort_keys=False)

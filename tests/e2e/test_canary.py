@@ -75,19 +75,6 @@ def cli(cluster: Cluster, *args: str) -> str:
     return result.stdout
 
 
-def events(cluster: Cluster, namespace: str) -> list[str]:
-    listing = cluster.kubectl(
-        "get",
-        "events",
-        "-n",
-        namespace,
-        "-o",
-        "json",
-        f"--field-selector=involvedObject.name={NAME},involvedObject.kind=ModelDeployment",
-    )
-    return [e["reason"] for e in json.loads(listing.stdout)["items"]]
-
-
 def start(cluster: Cluster, namespace: str, **overrides: Any) -> None:
     """v7 serving, then v8 applied: a canary starts."""
     assert cluster.apply(modeldeployment(NAME, namespace, spec("7", **overrides))).returncode == 0
@@ -128,7 +115,7 @@ def test_replicas_router_moves_through_every_step(cluster: Cluster, operator: Op
         deployment(cluster, namespace, NAME)["spec"]["template"]["metadata"]["labels"]["modeldeploy.io/revision"]
         == done["status"]["stable"]["revision"]
     )
-    reasons = events(cluster, namespace)
+    reasons = cluster.event_reasons(NAME, namespace)
     for reason in ("CanaryStarted", "WeightChanged", "PromotionStarted", "Promoted"):
         assert reason in reasons
     history = json.loads(cli(cluster, "history", NAME, "-n", namespace, "-o", "json"))
@@ -234,7 +221,7 @@ def test_progress_deadline_rolls_back_and_retry_tries_again(
     assert rolled["spec"] == broken, "the user's spec is never rewritten"
     assert weights(cluster, namespace) == [100, 0]
     wait_for(lambda: deployment(cluster, namespace, f"{NAME}-canary") is None, what="canary removed")
-    assert "RolledBack" in events(cluster, namespace)
+    assert "RolledBack" in cluster.event_reasons(NAME, namespace)
 
     # Not retried on its own: an unrelated change leaves it rolled back.
     cluster.kubectl("annotate", "mdep", NAME, "-n", namespace, "example.com/poke=1")
@@ -242,7 +229,7 @@ def test_progress_deadline_rolls_back_and_retry_tries_again(
     assert "retrying revision" in cli(cluster, "retry", NAME, "-n", namespace)
     again = wait_for(lambda: (m := md(cluster, namespace))["status"].get("canary") and m, what="a new canary")
     assert again["status"]["canary"]["revision"] == rollback["revision"]
-    assert "Retried" in events(cluster, namespace)
+    assert "Retried" in cluster.event_reasons(NAME, namespace)
 
 
 def test_new_spec_supersedes_a_running_canary(cluster: Cluster, operator: Operator, namespace: str) -> None:
@@ -256,36 +243,22 @@ def test_new_spec_supersedes_a_running_canary(cluster: Cluster, operator: Operat
     assert second["status"]["canary"]["revision"] != first["revision"]
     assert second["status"]["history"][-1]["outcome"] == "Superseded"
     assert second["status"]["history"][-1]["revision"] == first["revision"]
-    pods = cluster.kubectl(
-        "get",
-        "pods",
-        "-n",
-        namespace,
-        "-l",
-        "modeldeploy.io/track=canary",
-        "-o",
-        "jsonpath={.items[*].metadata.labels.modeldeploy\\.io/revision}",
-    ).stdout.split()
-    wait_for(
-        lambda: (
-            set(
-                cluster.kubectl(
-                    "get",
-                    "pods",
-                    "-n",
-                    namespace,
-                    "-l",
-                    "modeldeploy.io/track=canary",
-                    "-o",
-                    "jsonpath={.items[*].metadata.labels.modeldeploy\\.io/revision}",
-                ).stdout.split()
-            )
-            == {second["status"]["canary"]["revision"]}
-        ),
-        what="only v9 canary pods",
-    )
-    assert pods, "canary pods existed"
-    assert "Superseded" in events(cluster, namespace)
+
+    def canary_pod_revisions() -> set[str]:
+        listing = cluster.kubectl(
+            "get",
+            "pods",
+            "-n",
+            namespace,
+            "-l",
+            "modeldeploy.io/track=canary",
+            "-o",
+            "jsonpath={.items[*].metadata.labels.modeldeploy\\.io/revision}",
+        )
+        return set(listing.stdout.split())
+
+    wait_for(lambda: canary_pod_revisions() == {second["status"]["canary"]["revision"]}, what="only v9 canary pods")
+    assert "Superseded" in cluster.event_reasons(NAME, namespace)
 
 
 def test_abort_pause_and_resume(cluster: Cluster, operator: Operator, namespace: str) -> None:
@@ -308,7 +281,7 @@ def test_abort_pause_and_resume(cluster: Cluster, operator: Operator, namespace:
     assert aborted["status"]["lastRollback"]["reason"] == "Aborted"
     assert aborted["status"]["history"][-1]["outcome"] == "Aborted"
     wait_for(lambda: deployment(cluster, namespace, f"{NAME}-canary") is None, what="canary pods gone at once")
-    assert "Aborted" in events(cluster, namespace)
+    assert "Aborted" in cluster.event_reasons(NAME, namespace)
 
 
 def test_operator_restart_mid_canary_resumes_at_the_same_step(
@@ -318,27 +291,13 @@ def test_operator_restart_mid_canary_resumes_at_the_same_step(
     start(cluster, namespace, traffic=traffic)
     before = wait_for(lambda: canary_at(cluster, namespace, 1), what="paused at step 2")
 
-    def versions() -> dict[str, str]:
-        listing = cluster.kubectl(
-            "get",
-            "mdep,deployment,service,httproute",
-            "-n",
-            namespace,
-            "-o",
-            "jsonpath={range .items[*]}{.kind}/{.metadata.name}={.metadata.resourceVersion}\n{end}",
-        )
-        return dict(line.split("=") for line in listing.stdout.split())
-
-    snapshot = versions()
-    operator.stop()
-    mark = cluster.audit_lines()
-    operator.start()
-    everything = cluster.kubectl("get", "mdep", "--all-namespaces", "-o", "name").stdout.split()
-    wait_for(lambda: operator.settled(len(everything)), what="the restarted operator to settle")
+    kinds = "mdep,deployment,service,httproute"
+    snapshot = cluster.resource_versions(namespace, kinds)
+    mark = operator.restart()
     after = md(cluster, namespace)
     assert after["status"]["canary"] == before["status"]["canary"]
     assert weights(cluster, namespace) == [75, 25]
-    assert versions() == snapshot, "nothing was rewritten"
+    assert cluster.resource_versions(namespace, kinds) == snapshot, "nothing was rewritten"
     if cluster.audit_log is not None:
         writes = [
             (w["verb"], w["objectRef"].get("resource"), w["objectRef"].get("name"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +26,6 @@ def ready_at_generation(cluster: Cluster, name: str, namespace: str) -> dict[str
     ):
         return md
     return None
-
-
-def event_reasons(cluster: Cluster, name: str, namespace: str) -> list[str]:
-    events = cluster.kubectl(
-        "get",
-        "events",
-        "-n",
-        namespace,
-        "-o",
-        "json",
-        f"--field-selector=involvedObject.name={name},involvedObject.kind=ModelDeployment",
-    )
-    return [e["reason"] for e in json.loads(events.stdout)["items"]]
 
 
 def test_apply_rolls_out_and_reports_ready(cluster: Cluster, operator: Operator, namespace: str) -> None:
@@ -74,7 +60,7 @@ def test_apply_rolls_out_and_reports_ready(cluster: Cluster, operator: Operator,
     assert "Ready" in printed.splitlines()[1]
     assert printed.split()[:6] == ["NAME", "PHASE", "STABLE", "CANARY", "WEIGHT", "READY"]
     assert wait_for(
-        lambda: {"RolloutStarted", "RolloutCompleted"} <= set(event_reasons(cluster, "fraud", namespace)), what="Events"
+        lambda: {"RolloutStarted", "RolloutCompleted"} <= set(cluster.event_reasons("fraud", namespace)), what="Events"
     )
 
 
@@ -93,7 +79,7 @@ def test_spec_change_rolls_out_a_new_revision(cluster: Cluster, operator: Operat
     pods = cluster.kubectl("get", "pods", "-n", namespace, "-o", "jsonpath={.items[*].metadata.labels}").stdout
     assert first["status"]["stable"]["revision"] not in pods
     assert condition(second, "Degraded")["lastTransitionTime"] == condition(first, "Degraded")["lastTransitionTime"]
-    assert "RolloutStarted" in event_reasons(cluster, "fraud", namespace)
+    assert "RolloutStarted" in cluster.event_reasons("fraud", namespace)
 
 
 def test_scale_up_and_down_to_zero(cluster: Cluster, operator: Operator, namespace: str) -> None:
@@ -225,7 +211,7 @@ def test_operator_reports_what_admission_cannot_know(
     assert md["status"]["stable"]["model"]["version"] == "7", "the last good revision keeps serving"
     deployment = cluster.get("deployment", "fraud", namespace)
     assert deployment["metadata"]["generation"] == 1, "nothing was applied"
-    assert "SpecRejected" in wait_for(lambda: event_reasons(cluster, "fraud", namespace), what="events")
+    assert "SpecRejected" in wait_for(lambda: cluster.event_reasons("fraud", namespace), what="events")
 
 
 def test_operator_restart_writes_nothing_to_unchanged_objects(
@@ -240,24 +226,10 @@ def test_operator_restart_writes_nothing_to_unchanged_objects(
     for name in ("fixed", "scaled"):
         wait_for(lambda n=name: ready_at_generation(cluster, n, namespace), what=f"{name} Ready")
 
-    def versions() -> dict[str, str]:
-        listing = cluster.kubectl(
-            "get",
-            "mdep,deployment,service,hpa",
-            "-n",
-            namespace,
-            "-o",
-            "jsonpath={range .items[*]}{.kind}/{.metadata.name}={.metadata.resourceVersion}\n{end}",
-        )
-        return dict(line.split("=") for line in listing.stdout.split())
-
-    before = versions()
-    operator.stop()
-    mark = cluster.audit_lines()
-    operator.start()
-    everything = cluster.kubectl("get", "mdep", "--all-namespaces", "-o", "name").stdout.split()
-    wait_for(lambda: operator.settled(len(everything)), what="the restarted operator to reconcile every object")
-    assert versions() == before
+    kinds = "mdep,deployment,service,hpa"
+    before = cluster.resource_versions(namespace, kinds)
+    mark = operator.restart()
+    assert cluster.resource_versions(namespace, kinds) == before
     if cluster.audit_log is not None:
         writes = [
             (w["verb"], w["objectRef"].get("resource"), w["objectRef"].get("name"))

@@ -464,19 +464,6 @@ def ready_at_generation(cluster: Cluster, name: str, namespace: str) -> dict[str
     return None
 
 
-def events_for(cluster: Cluster, name: str, namespace: str) -> list[dict[str, Any]]:
-    listing = cluster.kubectl(
-        "get",
-        "events",
-        "-n",
-        namespace,
-        "-o",
-        "json",
-        f"--field-selector=involvedObject.name={name},involvedObject.kind=ModelDeployment",
-    )
-    return json.loads(listing.stdout)["items"]  # type: ignore[no-any-return]
-
-
 def serve_the_example(cluster: Cluster, namespace: str) -> str:
     """manifests/examples/fraud-scorer.yaml with a runtime that serves under KWOK: Ready=True and Events."""
     example = yaml.safe_load(EXAMPLE.read_text())
@@ -485,7 +472,7 @@ def serve_the_example(cluster: Cluster, namespace: str) -> str:
     applied = cluster.apply(md)
     assert applied.returncode == 0, applied.stderr
     wait_for(lambda: ready_at_generation(cluster, name, namespace), 120, f"{namespace}/{name} Ready=True")
-    wait_for(lambda: events_for(cluster, name, namespace), 60, f"Events on {namespace}/{name}")
+    wait_for(lambda: cluster.event_reasons(name, namespace), 60, f"Events on {namespace}/{name}")
     assert cluster.get("deployment", name, namespace) is not None
     assert cluster.get("service", name, namespace) is not None
     return name

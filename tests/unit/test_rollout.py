@@ -246,3 +246,20 @@ def test_action_annotation_parsing() -> None:
 def test_an_action_with_nothing_to_do_says_so() -> None:
     d = run(stable=dep(NEW), action="abort")
     assert d.status.last_action.result == "no canary in progress"
+
+
+def test_history_records_direct_deployments_and_canaries_once_each() -> None:
+    from modeldeploy.core.status import Observation, compute_status
+
+    first = ModelDeploymentStatus()
+    obs = Observation(generation=1, spec=spec(), revision=NEW, deployment=dep(NEW))
+    deployed, _ = compute_status(first, first, obs, T0)
+    assert [(h.revision, h.outcome) for h in deployed.history] == [(NEW, "Deployed")]
+
+    held = paused_at_last_step()
+    promoting = run(prev=held.status, canary=dep(NEW, replicas=3), action="promote")
+    done = run(prev=promoting.status, stable=dep(NEW), canary=dep(NEW))
+    final, events = compute_status(promoting.status, done.status, obs, T0)
+    assert [h.outcome for h in final.history] == ["Promoted"]
+    assert final.stable.revision == NEW
+    assert "RolloutCompleted" not in [e.reason for e in events], "Promoted says it already"

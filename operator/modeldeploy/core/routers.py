@@ -35,13 +35,6 @@ class Router(Protocol):
         ...
 
 
-def _pods_for_share(stable_replicas: int, weight: int, fixed: int | None) -> int:
-    """With a weighted router: the fixed count, else enough pods for the canary's share, at least one."""
-    if fixed is not None:
-        return fixed
-    return max(1, math.ceil(stable_replicas * weight / 100))
-
-
 def _host(name: str, namespace: str) -> str:
     return f"{name}.{namespace}.svc.cluster.local"
 
@@ -68,17 +61,25 @@ class ReplicasRouter:
         return None
 
 
-class GatewayApiRouter:
-    """A Gateway API HTTPRoute with weighted backendRefs to the stable and canary Services."""
+class WeightedRouter:
+    """Routers that split traffic by weight between the stable and canary Services."""
 
-    kinds: tuple[str, ...] = ("HTTPRoute",)
     weight_from_pods: bool = False
 
     def service_selector(self, owner: Owner) -> dict[str, str]:
         return selector_labels(owner, STABLE)
 
     def canary_pods(self, stable_replicas: int, weight: int, fixed: int | None) -> int:
-        return _pods_for_share(stable_replicas, weight, fixed)
+        """The fixed count, else enough pods for the canary's share, at least one (warmed before traffic)."""
+        if fixed is not None:
+            return fixed
+        return max(1, math.ceil(stable_replicas * weight / 100))
+
+
+class GatewayApiRouter(WeightedRouter):
+    """A Gateway API HTTPRoute with weighted backendRefs to the stable and canary Services."""
+
+    kinds: tuple[str, ...] = ("HTTPRoute",)
 
     def render(self, owner: Owner, spec: ModelDeploymentSpec, weight: int) -> list[dict[str, Any]]:
         config = spec.traffic.gateway_api
@@ -116,17 +117,10 @@ class GatewayApiRouter:
         return None
 
 
-class IstioRouter:
+class IstioRouter(WeightedRouter):
     """An Istio VirtualService splitting between two Services, one per track."""
 
     kinds: tuple[str, ...] = ("VirtualService",)
-    weight_from_pods: bool = False
-
-    def service_selector(self, owner: Owner) -> dict[str, str]:
-        return selector_labels(owner, STABLE)
-
-    def canary_pods(self, stable_replicas: int, weight: int, fixed: int | None) -> int:
-        return _pods_for_share(stable_replicas, weight, fixed)
 
     def render(self, owner: Owner, spec: ModelDeploymentSpec, weight: int) -> list[dict[str, Any]]:
         config = spec.traffic.istio
@@ -175,17 +169,10 @@ NGINX_CANARY = "nginx.ingress.kubernetes.io/canary"
 NGINX_CANARY_WEIGHT = "nginx.ingress.kubernetes.io/canary-weight"
 
 
-class NginxRouter:
+class NginxRouter(WeightedRouter):
     """ingress-nginx: the main Ingress to stable, a canary Ingress to the canary with `canary-weight`."""
 
     kinds: tuple[str, ...] = ("Ingress",)
-    weight_from_pods: bool = False
-
-    def service_selector(self, owner: Owner) -> dict[str, str]:
-        return selector_labels(owner, STABLE)
-
-    def canary_pods(self, stable_replicas: int, weight: int, fixed: int | None) -> int:
-        return _pods_for_share(stable_replicas, weight, fixed)
 
     def render(self, owner: Owner, spec: ModelDeploymentSpec, weight: int) -> list[dict[str, Any]]:
         config = spec.traffic.nginx

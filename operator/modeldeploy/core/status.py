@@ -255,7 +255,8 @@ def compute_status(
         want = spec.desired_replicas
         if d is not None and d.rolled_out(revision, want):
             stable = RevisionStatus(revision=revision, model=_model_of(spec))
-            if current.stable is None or current.stable.revision != revision:
+            newly_stable = current.stable is None or current.stable.revision != revision
+            if newly_stable and previous.canary is None:  # a promoted canary has its own history entry
                 history = _deployed(current, stable, now)
             zero = d.spec_replicas == 0
             ready_reason = SCALED_TO_ZERO if zero else REVISION_AVAILABLE
