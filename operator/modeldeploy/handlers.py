@@ -25,10 +25,18 @@ CHILD_RESOURCES = (
 )
 
 
-@kopf.on.startup()
-async def start(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> None:
+def configure(settings: kopf.OperatorSettings) -> None:
     # Handlers here only enqueue: Kopf keeps no per-object state (no annotations, no finalizers).
     settings.posting.enabled = False
+    # Watch only our own children, filtered by the API server: other Deployments, Services and routes in the
+    # cluster never reach the operator's memory.
+    for resource in CHILD_RESOURCES:
+        settings.watching.label_selectors[resource] = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+
+
+@kopf.on.startup()
+async def start(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> None:
+    configure(settings)
     reconciler = Reconciler(Kube(load_api_client()))
 
     async def reconcile(key: Key) -> float | None:
