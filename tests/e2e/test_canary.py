@@ -188,6 +188,8 @@ def test_weighted_router_writes_the_weight_at_every_step(
     cli(cluster, "promote", NAME, "-n", namespace)
     wait_for(lambda: canary_at(cluster, namespace, 3), what="paused after setWeight 50")
     assert weights(cluster, namespace) == [50, 50]
+    assert deployment(cluster, namespace, f"{NAME}-canary")["spec"]["replicas"] == 2
+    assert deployment(cluster, namespace, NAME)["spec"]["replicas"] == 3, "stable stays fully scaled"
 
     cli(cluster, "promote", "--full", NAME, "-n", namespace)
     wait_for(lambda: ready(cluster, namespace, "8"), what="v8 promoted")

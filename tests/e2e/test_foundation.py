@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from cluster_support import Cluster, Operator, condition, modeldeployment, wait_for
 from specs import bad_specs, serving_spec
@@ -244,3 +249,33 @@ def test_every_example_manifest_is_accepted(cluster: Cluster, namespace: str) ->
     for example in examples:
         result = cluster.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", str(example), check=False)
         assert result.returncode == 0, f"{example.name}: {result.stderr}"
+
+
+def test_kubectl_finds_and_runs_the_plugin(cluster: Cluster, operator: Operator, namespace: str) -> None:
+    cluster.apply(modeldeployment("fraud", namespace, serving_spec()))
+    wait_for(lambda: ready_at_generation(cluster, "fraud", namespace), what="Ready")
+    # kubectl hands a plugin only the words after its name; the plugin finds the cluster through KUBECONFIG.
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "KUBECONFIG": str(cluster.kubeconfig),
+    }
+
+    def kubectl(*args: str) -> str:
+        result = subprocess.run(
+            [cluster.kubectl_path, *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=True,
+        )
+        return result.stdout
+
+    listing = subprocess.run([cluster.kubectl_path, "plugin", "list"], capture_output=True, text=True, env=env)
+    assert "kubectl-modeldeploy" in listing.stdout, "kubectl discovers the plugin (warnings about shadows are fine)"
+    status = json.loads(kubectl("modeldeploy", "status", "fraud", "-n", namespace, "-o", "json"))
+    assert status["phase"] == "Ready"
+    history = yaml.safe_load(kubectl("modeldeploy", "history", "fraud", "-n", namespace, "-o", "yaml"))
+    assert [entry["outcome"] for entry in history] == ["Deployed"]
+    assert "stable" in kubectl("modeldeploy", "status", "fraud", "-n", namespace)

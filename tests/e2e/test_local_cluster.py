@@ -8,7 +8,7 @@ import os
 import pytest
 
 from cluster_support import wait_for
-from modeldeploy.devcluster.cluster import ClusterError, LocalCluster
+from modeldeploy.devcluster.cluster import ClusterError, LocalCluster, build
 
 pytestmark = pytest.mark.e2e
 
@@ -71,3 +71,20 @@ def test_start_fails_clearly_without_binaries(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("MODELDEPLOY_CACHE", str(tmp_path / "empty-cache"))
     with pytest.raises(ClusterError, match="modeldeploy cluster build"):
         LocalCluster(tmp_path / "state").start()
+
+
+def test_build_says_clearly_when_go_is_missing(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("MODELDEPLOY_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PATH", str(tmp_path))  # no go here
+    with pytest.raises(ClusterError, match="Go is not installed"):
+        build(echo=lambda _: None)
+
+
+def test_build_says_clearly_when_the_module_proxy_is_unreachable(tmp_path, monkeypatch, capfd) -> None:
+    monkeypatch.setenv("MODELDEPLOY_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("GOMODCACHE", str(tmp_path / "modcache"))
+    monkeypatch.setenv("GOFLAGS", "-modcacherw")
+    monkeypatch.setenv("GOPROXY", "off")
+    with pytest.raises(ClusterError, match="building the control plane failed"):
+        build(echo=lambda _: None)
+    assert "cannot download k8s.io/kubernetes" in capfd.readouterr().err

@@ -69,6 +69,7 @@ def missing_binaries() -> list[str]:
 def build(echo: Callable[[str], None] = print) -> Path:
     """Builds whatever is missing from the cache (nothing when warm). Progress goes to stderr."""
     if not missing_binaries():
+        echo(f"control plane binaries cached in {bin_dir()}")
         return bin_dir()
     if shutil.which("go") is None:
         raise ClusterError("Go is not installed: the control plane is built from Go modules; install Go >= 1.26")
