@@ -6,21 +6,32 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Generator
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from modeldeploy.adapters import metrics
 from modeldeploy.adapters.kube import RESOURCES, Kube
-from modeldeploy.core.api import ActionStatus, ModelDeploymentStatus, ServedModel
+from modeldeploy.adapters.prometheus import Prometheus
+from modeldeploy.core.analysis import Raw, evaluate, queries
+from modeldeploy.core.api import (
+    ActionStatus,
+    Measurement,
+    ModelDeploymentSpec,
+    ModelDeploymentStatus,
+    PrometheusSource,
+    ServedModel,
+)
 from modeldeploy.core.compare import contains
 from modeldeploy.core.naming import ACTION_ANNOTATION, PAUSED_ANNOTATION, Owner, canary_name
 from modeldeploy.core.presets import SpecError
 from modeldeploy.core.render import live_template, pod_template, render
-from modeldeploy.core.rollout import Action, Decision, Observed, decide, parse_action
+from modeldeploy.core.rollout import Action, Decision, Observed, decide, measurement_due, parse_action
 from modeldeploy.core.routers import ROUTERS, ROUTING_KINDS
 from modeldeploy.core.status import (
     APPLY_FAILED,
@@ -130,6 +141,8 @@ class Reconciler:
                 paused=paused,
                 action=action,
             )
+            if measurement_due(spec, previous, now):
+                observed = replace(observed, measurements=self._measure(spec, owner, previous, now))
             model = ServedModel(name=spec.model.name, version=spec.model.version, uri=spec.model.uri)
             decision = decide(spec, target.revision, model, observed, previous, now)
             stable_template = live_template(stable_live) if stable_live and not decision.stable_runs_target else target
@@ -177,6 +190,50 @@ class Reconciler:
             except ApiException as error:
                 log.warning("[%s/%s] Could not post Event %s: %s", namespace, name, event.reason, error.reason)
         return decision.requeue_after if decision else None
+
+    def _measure(
+        self, spec: ModelDeploymentSpec, owner: Owner, previous: ModelDeploymentStatus, now: datetime
+    ) -> list[Measurement]:
+        """One analysis tick: every metric measured against Prometheus, each query bounded by its timeout."""
+        analysis = spec.rollout.analysis
+        assert analysis is not None
+        assert previous.canary is not None
+        stamp = now_rfc3339(now)
+        stable = previous.stable.revision if previous.stable else None
+        planned = queries(analysis, owner.namespace, owner.name, previous.canary.revision, stable)
+        try:
+            auth = self._prometheus_auth(owner.namespace, analysis.prometheus)
+        except ReconcileError as error:
+            return [evaluate(q.metric, Raw(canary=None, error=error.message), stamp) for q in planned]
+        prometheus = Prometheus(analysis.prometheus, auth)
+        try:
+            measurements = [evaluate(q.metric, prometheus.measure(q), stamp) for q in planned]
+        finally:
+            prometheus.close()
+        for measurement in measurements:
+            metrics.MEASUREMENTS.labels(result=measurement.result).inc()
+        return measurements
+
+    def _prometheus_auth(self, namespace: str, source: PrometheusSource) -> httpx.Auth | None:
+        secret_name = source.basic_auth_secret or (
+            source.bearer_token_secret.name if source.bearer_token_secret else None
+        )
+        if secret_name is None:
+            return None
+        try:
+            data = self.kube.read_secret(namespace, secret_name)
+        except ApiException as error:
+            raise ReconcileError(
+                "AnalysisError", f"cannot read Secret {namespace}/{secret_name}: {error.reason}"
+            ) from error
+        if source.bearer_token_secret is not None:
+            key = source.bearer_token_secret.key
+            if key not in data:
+                raise ReconcileError("AnalysisError", f"Secret {namespace}/{secret_name} has no key {key!r}")
+            return BearerAuth(data[key])
+        if "username" not in data or "password" not in data:
+            raise ReconcileError("AnalysisError", f"Secret {namespace}/{secret_name} needs keys username and password")
+        return httpx.BasicAuth(data["username"], data["password"])
 
     def _live_children(self, owner: Owner) -> dict[tuple[str, str], dict[str, Any]]:
         """Our children by (kind, name); objects that only carry our labels are not ours."""
@@ -251,6 +308,15 @@ class Reconciler:
         metrics.API_WRITES.labels(kind=kind, verb="apply").inc()
         log.info("[%s/%s] Applied %s %s", owner.namespace, owner.name, kind, child_name)
         return result
+
+
+class BearerAuth(httpx.Auth):
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = f"Bearer {self.token}"
+        yield request
 
 
 def _count_outcomes(previous: ModelDeploymentStatus, current: ModelDeploymentStatus) -> None:

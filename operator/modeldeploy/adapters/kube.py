@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 from dataclasses import dataclass
@@ -74,6 +75,11 @@ class Kube:
             if error.status == 404:
                 return None
             raise
+
+    def read_secret(self, namespace: str, name: str) -> dict[str, str]:
+        """A Secret's data, decoded; only for the analysis credentials a spec names."""
+        secret = self.core.read_namespaced_secret(name, namespace)
+        return {key: base64.b64decode(value).decode() for key, value in (secret.data or {}).items()}
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:

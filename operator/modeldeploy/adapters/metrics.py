@@ -28,6 +28,7 @@ ROLLOUT_OUTCOMES = Counter(
     "Canaries that ended, by outcome (Promoted, RolledBack, Aborted, Superseded).",
     ["outcome"],
 )
+MEASUREMENTS = Counter("modeldeploy_analysis_measurements_total", "Analysis measurements by result.", ["result"])
 ROLLBACKS = Counter("modeldeploy_rollbacks_total", "Canaries rolled back, by reason.", ["reason"])
 WORKQUEUE_DEPTH = Gauge("modeldeploy_workqueue_depth", "ModelDeployments waiting for a reconcile.")
 RECONCILES_IN_FLIGHT = Gauge("modeldeploy_reconciles_in_flight", "Reconciles running now.")

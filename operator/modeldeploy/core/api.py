@@ -247,24 +247,36 @@ class Pause(ApiModel):
     )
 
 
+class AnalysisGate(ApiModel):
+    measurements: int = Field(
+        default=1, ge=1, le=100, description="Successful analysis measurements in a row needed to go on."
+    )
+
+
+ONE_ACTION = "a step is exactly one of setWeight, pause or analysis"
+
+
 class Step(ApiModel):
-    """One canary step: exactly one of setWeight or pause."""
+    """One canary step: exactly one of setWeight, pause or analysis."""
 
     set_weight: int | None = Field(default=None, ge=0, le=100, description="Percent of traffic for the canary.")
     pause: Pause | None = Field(default=None, description="Wait before the next step.")
+    analysis: AnalysisGate | None = Field(
+        default=None, description="Wait for successful measurements of rollout.analysis before the next step."
+    )
 
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                cel("has(self.setWeight) != has(self.pause)", "a step is exactly one of setWeight or pause")
+                cel("[has(self.setWeight), has(self.pause), has(self.analysis)].filter(x, x).size() == 1", ONE_ACTION)
             ]
         }
     )
 
     @model_validator(mode="after")
     def _one_action(self) -> Step:
-        if (self.set_weight is None) == (self.pause is None):
-            raise ValueError("a step is exactly one of setWeight or pause")
+        if sum(x is not None for x in (self.set_weight, self.pause, self.analysis)) != 1:
+            raise ValueError(ONE_ACTION)
         return self
 
 
@@ -277,8 +289,138 @@ def default_steps() -> list[Step]:
     ]
 
 
+class SecretKey(ApiModel):
+    name: str = Field(min_length=1, max_length=253, description="Secret in the ModelDeployment's namespace.")
+    key: str = Field(min_length=1, max_length=253)
+
+
+class PrometheusSource(ApiModel):
+    address: str = Field(max_length=2048, pattern=r"^https?://[^\s]+$", description="e.g. http://prometheus:9090")
+    timeout: str = Field(default="5s", max_length=32, pattern=DURATION, description="Per query; bounds every tick.")
+    bearer_token_secret: SecretKey | None = Field(default=None, description="Bearer token read from a Secret.")
+    basic_auth_secret: str | None = Field(
+        default=None, max_length=253, description="Secret with keys username and password for basic auth."
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!(has(self.bearerTokenSecret) && has(self.basicAuthSecret))",
+                    "prometheus takes a bearer token or basic auth, not both",
+                )
+            ]
+        }
+    )
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> PrometheusSource:
+        if self.bearer_token_secret is not None and self.basic_auth_secret is not None:
+            raise ValueError("prometheus takes a bearer token or basic auth, not both")
+        return self
+
+
+class Relative(ApiModel):
+    """Bounds against the stable track, measured the same way over the same window."""
+
+    max_increase: float | None = Field(default=None, description="canary - stable may be at most this.")
+    max_decrease: float | None = Field(default=None, description="stable - canary may be at most this.")
+    max_ratio: float | None = Field(default=None, gt=0, description="canary may be at most this times stable.")
+
+
+Builtin = Literal["successRate", "latencyP99", "predictionDrift"]
+
+
+class AnalysisMetric(ApiModel):
+    name: str = Field(min_length=1, max_length=63, pattern=DNS_LABEL)
+    builtin: Builtin | None = Field(
+        default=None,
+        description="successRate (non-5xx share), latencyP99 (seconds), predictionDrift (PSI of the canary's "
+        "prediction histogram against stable's).",
+    )
+    query: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="PromQL returning one number; {{namespace}}, {{name}}, {{revision}}, {{track}} and "
+        "{{window}} are filled in.",
+    )
+    window: str = Field(default="1m", max_length=32, pattern=DURATION, description="Range of rate() windows.")
+    min: float | None = Field(default=None, description="The canary's value may not be below this.")
+    max: float | None = Field(default=None, description="The canary's value may not be above this.")
+    relative: Relative | None = None
+    min_samples: int = Field(
+        default=50, ge=1, description="predictionDrift: fewer predictions on either track than this is no data."
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("has(self.builtin) != has(self.query)", "a metric is exactly one of builtin or query"),
+                cel(
+                    "has(self.min) || has(self.max) || has(self.relative)",
+                    "a metric needs a bound: min, max or relative",
+                ),
+                cel("!has(self.min) || !has(self.max) || self.min <= self.max", "min must not exceed max"),
+            ]
+        }
+    )
+
+    @model_validator(mode="after")
+    def _coherent(self) -> AnalysisMetric:
+        if (self.builtin is None) == (self.query is None):
+            raise ValueError("a metric is exactly one of builtin or query")
+        if self.min is None and self.max is None and self.relative is None:
+            raise ValueError("a metric needs a bound: min, max or relative")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("min must not exceed max")
+        return self
+
+
+class Policy(ApiModel):
+    action: Literal["hold", "fail", "pass"] = Field(
+        default="hold",
+        description="hold: the canary neither advances nor is promoted; fail: rolled back once `limit` ticks in a "
+        "row end so; pass: counts as a success (but promotion still needs real data).",
+    )
+    limit: int = Field(default=3, ge=0, le=1000, description="Ticks in a row before `fail` rolls back.")
+
+
+class Analysis(ApiModel):
+    interval: str = Field(default="30s", max_length=32, pattern=DURATION, description="Time between measurements.")
+    failure_limit: int = Field(
+        default=0, ge=0, le=100, description="Failed measurements tolerated; one more rolls back."
+    )
+    no_data: Policy = Field(default_factory=Policy, description="When a query returns nothing.")
+    errors: Policy = Field(default_factory=Policy, description="When a query fails (Prometheus down, bad PromQL).")
+    starting_step: int = Field(default=0, ge=0, le=32, description="Background analysis runs from this step index on.")
+    prometheus: PrometheusSource
+    metrics: list[AnalysisMetric] = Field(
+        min_length=1,
+        max_length=16,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Analysis:
+        names = [m.name for m in self.metrics]
+        if len(set(names)) != len(names):
+            raise ValueError("analysis metric names must be unique")
+        return self
+
+
 class Rollout(ApiModel):
     """How a new revision reaches users: a canary that moves through `steps`, then is promoted."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!has(self.steps) || !self.steps.exists(s, has(s.analysis)) || has(self.analysis)",
+                    "an analysis step needs rollout.analysis",
+                )
+            ]
+        }
+    )
 
     steps: list[Step] = Field(
         default_factory=default_steps,
@@ -296,6 +438,9 @@ class Rollout(ApiModel):
         description="Fixed canary pod count, whatever the weight (not with the replicas router, where the pod "
         "ratio is the weight).",
     )
+    analysis: Analysis | None = Field(
+        default=None, description="Prometheus metrics that gate the canary; a failure rolls it back."
+    )
     scale_down_delay_seconds: int = Field(
         default=30,
         ge=0,
@@ -303,6 +448,12 @@ class Rollout(ApiModel):
         description="How long canary pods live on after traffic leaves them (promotion or rollback), so that "
         "routers which apply weights asynchronously never send requests to pods that are gone.",
     )
+
+    @model_validator(mode="after")
+    def _analysis_steps_need_analysis(self) -> Rollout:
+        if self.analysis is None and any(step.analysis is not None for step in self.steps):
+            raise ValueError("an analysis step needs rollout.analysis")
+        return self
 
 
 class ParentRef(ApiModel):
@@ -468,6 +619,39 @@ Outcome = Literal["Deployed", "Promoted", "RolledBack", "Aborted", "Superseded"]
 Time = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 
 
+MeasurementResult = Literal["Successful", "Failed", "NoData", "Error"]
+
+
+class Measurement(ApiModel):
+    result: MeasurementResult
+    value: float | None = None
+    stable_value: float | None = None
+    bound: str = Field(description="The bound the value was held to, e.g. '>= 0.99' or '<= stable + 0.005'.")
+    message: str = ""
+    at: Time
+
+
+class MetricMeasurements(ApiModel):
+    name: str
+    measurements: list[Measurement] = Field(default_factory=list, description="The last few, newest last.")
+
+
+class AnalysisStatus(ApiModel):
+    """Metric analysis of the current (or last) canary."""
+
+    revision: str = Field(description="The canary revision measured.")
+    last_result: MeasurementResult | None = Field(default=None, description="The last tick's overall result.")
+    failures: int = 0
+    consecutive_successes: int = 0
+    consecutive_no_data: int = 0
+    consecutive_errors: int = 0
+    next_measurement_at: Time | None = None
+    time_to_rollback_seconds: float = Field(
+        description="The contract: a breach visible in Prometheus rolls back within interval x (failureLimit + 1)."
+    )
+    metrics: list[MetricMeasurements] = Field(default_factory=list)
+
+
 class CanaryStatus(ApiModel):
     """The canary in progress. The operator resumes from here after a restart."""
 
@@ -535,6 +719,7 @@ class ModelDeploymentStatus(ApiModel):
         default=None, description="When the canary Deployment, no longer receiving traffic, is removed."
     )
     last_action: ActionStatus | None = Field(default=None, description="The last manual action handled.")
+    analysis: AnalysisStatus | None = Field(default=None, description="Metric analysis of the current or last canary.")
     history: list[HistoryEntry] = Field(
         default_factory=list, max_length=20, description="Recent canaries, newest last."
     )

@@ -11,11 +11,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
+from modeldeploy.core.analysis import overall, time_to_rollback
 from modeldeploy.core.api import (
     HISTORY_LIMIT,
     ActionStatus,
+    AnalysisStatus,
     CanaryStatus,
     HistoryEntry,
+    Measurement,
+    MetricMeasurements,
     ModelDeploymentSpec,
     ModelDeploymentStatus,
     Outcome,
@@ -28,6 +32,7 @@ from modeldeploy.core.status import DeploymentState, Event, now_rfc3339, parse_t
 
 ActionName = Literal["promote", "promote-full", "abort", "retry"]
 ACTIONS: tuple[ActionName, ...] = ("promote", "promote-full", "abort", "retry")
+MEASUREMENTS_KEPT = 5
 # While a canary runs, look again at least this often, even without a watch event.
 RECHECK_SECONDS = 30.0
 
@@ -57,6 +62,8 @@ class Observed:
     router_weight: int | None
     paused: bool = False
     action: Action | None = None
+    measurements: list[Measurement] | None = None
+    """This tick's analysis measurements, one per metric in spec order, when a tick was due."""
 
 
 @dataclass(frozen=True)
@@ -230,7 +237,14 @@ class _Machine:
             replicas=0,
             ready_replicas=0,
         )
-        self.update(canary=canary, canary_scale_down_at=None)
+        analysis = self.spec.rollout.analysis
+        self.update(
+            canary=canary,
+            canary_scale_down_at=None,
+            analysis=AnalysisStatus(revision=self.target, time_to_rollback_seconds=time_to_rollback(analysis))
+            if analysis
+            else None,
+        )
         stable = self.status.stable
         replacing = f" against stable revision {stable.revision}" if stable else ""
         self.event(
@@ -248,12 +262,23 @@ class _Machine:
         phase: Literal["Progressing", "Paused", "Promoting"] = "Progressing"
         index, started, weight = canary.step_index, canary.step_started_at, canary.weight
         desired = weight
+        if self.spec.rollout.analysis is not None:
+            failure = self._record_tick(canary)
+            if failure is not None:
+                return self._roll_back(canary, *failure)
+        holding = self._holding()
         while index < len(steps):
             step = steps[index]
             if paused:
                 phase = "Paused"
                 break
-            if step.set_weight is not None:
+            if holding:
+                break  # the analysis has no verdict yet, or a bad one: do not advance
+            if step.analysis is not None:
+                analysis = self.status.analysis
+                if analysis is None or analysis.consecutive_successes < step.analysis.measurements:
+                    break
+            elif step.set_weight is not None:
                 desired = step.set_weight
                 if ready < self.pods_for(desired):
                     break  # weights move only once the canary's pods are ready
@@ -274,6 +299,9 @@ class _Machine:
                     self.requeue.append(remaining)
                     break
             index, started = index + 1, self.stamp
+            if index < len(steps) and steps[index].analysis is not None and self.status.analysis is not None:
+                # An analysis step counts only the measurements taken while it waits.
+                self.update(analysis=self.status.analysis.model_copy(update={"consecutive_successes": 0}))
         pods = self.pods_for(desired)
         canary = replace_canary(
             canary,
@@ -299,14 +327,85 @@ class _Machine:
             self.requeue.append(deadline - waited)
         else:
             canary = replace_canary(canary, not_ready_since=None)
-        if index >= len(steps) and not paused and ready >= pods:
+        if index >= len(steps) and not paused and ready >= pods and self._analysis_passed():
             return self._promote(canary)
+        if self.status.analysis is not None and self.status.analysis.next_measurement_at is not None:
+            self.requeue.append(max(0.0, -_seconds_since(self.status.analysis.next_measurement_at, self.now)))
         # Never route to pods that are not ready.
         applied = weight if ready > 0 else 0
         canary = replace_canary(canary, actual_weight=self.actual_weight(applied))
         self.update(canary=canary)
         self.requeue.append(RECHECK_SECONDS)
         return self.decision(False, pods, applied)
+
+    def _record_tick(self, canary: CanaryStatus) -> tuple[str, str] | None:
+        """Folds this tick's measurements into status.analysis; a (reason, message) means roll back."""
+        analysis = self.spec.rollout.analysis
+        measurements = self.obs.measurements
+        current = self.status.analysis
+        if analysis is None or measurements is None or current is None or current.revision != canary.revision:
+            return None
+        history = {m.name: m for m in current.metrics}
+        metrics = [
+            MetricMeasurements(
+                name=metric.name,
+                measurements=[*(history[metric.name].measurements if metric.name in history else []), measured][
+                    -MEASUREMENTS_KEPT:
+                ],
+            )
+            for metric, measured in zip(analysis.metrics, measurements, strict=True)
+        ]
+        tick = overall([m.result for m in measurements])
+        counters = {
+            "failures": current.failures + (tick == "Failed"),
+            "consecutive_successes": current.consecutive_successes + 1 if tick == "Successful" else 0,
+            "consecutive_errors": current.consecutive_errors + 1 if tick == "Error" else 0,
+            "consecutive_no_data": current.consecutive_no_data + 1 if tick == "NoData" else 0,
+        }
+        next_at = now_rfc3339(self.now + timedelta(seconds=parse_duration(analysis.interval)))
+        updated = current.model_copy(
+            update={**counters, "last_result": tick, "metrics": metrics, "next_measurement_at": next_at}
+        )
+        self.update(analysis=updated)
+        bad = "; ".join(
+            f"{metric.name} {m.message} (bound {m.bound})"
+            for metric, m in zip(analysis.metrics, measurements, strict=True)
+            if m.result == tick
+        )
+        if tick == "Failed":
+            self.event(
+                "Warning",
+                "AnalysisFailed",
+                f"Measurement failed ({updated.failures}/{analysis.failure_limit + 1} allowed before rollback): {bad}",
+            )
+            if updated.failures > analysis.failure_limit:
+                return "AnalysisFailed", bad
+        elif tick == "Error":
+            self.event("Warning", "AnalysisError", f"Measurement could not be taken: {bad}")
+            if analysis.errors.action == "fail" and updated.consecutive_errors > analysis.errors.limit:
+                return "AnalysisError", bad
+        elif tick == "NoData":
+            self.event("Normal", "AnalysisNoData", f"No data yet: {bad}")
+            if analysis.no_data.action == "fail" and updated.consecutive_no_data > analysis.no_data.limit:
+                return "AnalysisNoData", bad
+        return None
+
+    def _holding(self) -> bool:
+        """Hold: the last tick says the canary must neither advance nor be promoted."""
+        analysis, status = self.spec.rollout.analysis, self.status.analysis
+        if analysis is None or status is None or status.last_result in (None, "Successful"):
+            return False
+        if status.last_result == "Error":
+            return analysis.errors.action != "pass"
+        if status.last_result == "NoData":
+            return analysis.no_data.action != "pass"
+        return True  # a failure within failureLimit
+
+    def _analysis_passed(self) -> bool:
+        """A canary is never promoted without a real, successful last measurement."""
+        if self.spec.rollout.analysis is None:
+            return True
+        return self.status.analysis is not None and self.status.analysis.last_result == "Successful"
 
     def _promote(self, canary: CanaryStatus) -> Decision:
         if canary.phase != "Promoting":
@@ -365,3 +464,17 @@ def decide(
     now: datetime,
 ) -> Decision:
     return _Machine(spec, target, model, obs, prev, now).run()
+
+
+def measurement_due(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, now: datetime) -> bool:
+    """Whether this reconcile should measure the canary's metrics (the caller runs the queries)."""
+    analysis, canary, state = spec.rollout.analysis, status.canary, status.analysis
+    if analysis is None or canary is None or canary.phase == "Promoting":
+        return False
+    if state is None or state.revision != canary.revision:
+        return False
+    steps = spec.rollout.steps
+    at_gate = canary.step_index < len(steps) and steps[canary.step_index].analysis is not None
+    if canary.step_index < analysis.starting_step and not at_gate:
+        return False
+    return state.next_measurement_at is None or _seconds_since(state.next_measurement_at, now) >= 0

@@ -1,0 +1,163 @@
+"""Metric analysis: the PromQL to run, and what a measurement means. Pure; the Prometheus adapter runs queries.
+
+A measurement is Successful, Failed, NoData or Error, kept apart: a query that returns nothing is not a
+failure, and neither is one that cannot run.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from modeldeploy.core.api import Analysis, AnalysisMetric, Measurement, MeasurementResult, parse_duration
+
+# The reference model server's metric names, with the pod labels a PodMonitor keeps (podTargetLabels).
+SELECTOR = 'namespace="{namespace}",modeldeploy_io_revision="{revision}"'
+BUILTIN_QUERIES = {
+    "successRate": (
+        'sum(rate(modelserver_requests_total{{{sel},code!~"5.."}}[{window}])) '
+        "/ sum(rate(modelserver_requests_total{{{sel}}}[{window}]))"
+    ),
+    "latencyP99": (
+        "histogram_quantile(0.99, sum by (le) (rate(modelserver_request_duration_seconds_bucket{{{sel}}}[{window}])))"
+    ),
+    "predictionDrift": "sum by (le) (increase(modelserver_prediction_bucket{{{sel}}}[{window}]))",
+}
+# Probabilities this small stand in for empty buckets, so that PSI stays finite.
+PSI_EPSILON = 1e-4
+
+Kind = Literal["scalar", "histogram"]
+
+
+@dataclass(frozen=True)
+class MetricQuery:
+    metric: AnalysisMetric
+    kind: Kind
+    canary: str
+    stable: str | None
+    """Also measured on the stable track: for relative bounds, and for drift."""
+
+
+def render_query(metric: AnalysisMetric, namespace: str, name: str, revision: str, track: str) -> str:
+    if metric.builtin is not None:
+        selector = SELECTOR.format(namespace=namespace, revision=revision)
+        return BUILTIN_QUERIES[metric.builtin].format(sel=selector, window=metric.window)
+    assert metric.query is not None
+    values = {"namespace": namespace, "name": name, "revision": revision, "track": track, "window": metric.window}
+    text = metric.query
+    for key, value in values.items():
+        text = text.replace("{{" + key + "}}", value)
+    return text
+
+
+def queries(analysis: Analysis, namespace: str, name: str, canary: str, stable: str | None) -> list[MetricQuery]:
+    out = []
+    for metric in analysis.metrics:
+        drift = metric.builtin == "predictionDrift"
+        needs_stable = drift or metric.relative is not None
+        out.append(
+            MetricQuery(
+                metric=metric,
+                kind="histogram" if drift else "scalar",
+                canary=render_query(metric, namespace, name, canary, "canary"),
+                stable=render_query(metric, namespace, name, stable, "stable") if needs_stable and stable else None,
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class Raw:
+    """What Prometheus answered for one metric: a number or {upper bound: cumulative count}, or an error."""
+
+    canary: float | dict[float, float] | None
+    stable: float | dict[float, float] | None = None
+    error: str | None = None
+
+
+def psi(canary: dict[float, float], stable: dict[float, float], min_samples: int) -> float | None:
+    """Population stability index of two cumulative histograms with the same buckets; None below min_samples."""
+    bounds = sorted(set(canary) & set(stable))
+    if not bounds or canary[bounds[-1]] < min_samples or stable[bounds[-1]] < min_samples:
+        return None
+
+    def shares(cumulative: dict[float, float]) -> list[float]:
+        previous = [0.0, *(cumulative[b] for b in bounds[:-1])]
+        counts = [cumulative[b] - before for b, before in zip(bounds, previous, strict=True)]
+        total = cumulative[bounds[-1]]
+        return [max(c / total, PSI_EPSILON) for c in counts]
+
+    return sum((c - s) * math.log(c / s) for c, s in zip(shares(canary), shares(stable), strict=True))
+
+
+def _describe_bound(metric: AnalysisMetric) -> str:
+    parts = []
+    if metric.min is not None:
+        parts.append(f">= {metric.min:g}")
+    if metric.max is not None:
+        parts.append(f"<= {metric.max:g}")
+    relative = metric.relative
+    if relative is not None:
+        if relative.max_increase is not None:
+            parts.append(f"<= stable + {relative.max_increase:g}")
+        if relative.max_decrease is not None:
+            parts.append(f">= stable - {relative.max_decrease:g}")
+        if relative.max_ratio is not None:
+            parts.append(f"<= {relative.max_ratio:g} x stable")
+    return " and ".join(parts)
+
+
+def evaluate(metric: AnalysisMetric, raw: Raw, at: str) -> Measurement:
+    bound = _describe_bound(metric)
+
+    def result(
+        kind: MeasurementResult, message: str, value: float | None = None, stable: float | None = None
+    ) -> Measurement:
+        return Measurement(result=kind, value=value, stable_value=stable, bound=bound, message=message, at=at)
+
+    if raw.error is not None:
+        return result("Error", raw.error)
+    if metric.builtin == "predictionDrift":
+        if not isinstance(raw.canary, dict) or not isinstance(raw.stable, dict):
+            return result("NoData", "no prediction histogram for the canary or the stable track")
+        value = psi(raw.canary, raw.stable, metric.min_samples)
+        if value is None:
+            return result("NoData", f"fewer than {metric.min_samples} predictions on a track in {metric.window}")
+        stable_value: float | None = 0.0
+    else:
+        if not isinstance(raw.canary, float) or math.isnan(raw.canary):
+            return result("NoData", "the query returned no value for the canary")
+        value = raw.canary
+        stable_value = raw.stable if isinstance(raw.stable, float) and not math.isnan(raw.stable) else None
+        if metric.relative is not None and stable_value is None:
+            return result("NoData", "the query returned no value for the stable track", value)
+    breaches = []
+    if metric.min is not None and value < metric.min:
+        breaches.append(f"{value:.4g} < {metric.min:g}")
+    if metric.max is not None and value > metric.max:
+        breaches.append(f"{value:.4g} > {metric.max:g}")
+    relative = metric.relative
+    if relative is not None and stable_value is not None:
+        if relative.max_increase is not None and value - stable_value > relative.max_increase:
+            breaches.append(f"{value:.4g} exceeds stable {stable_value:.4g} by more than {relative.max_increase:g}")
+        if relative.max_decrease is not None and stable_value - value > relative.max_decrease:
+            breaches.append(f"{value:.4g} is below stable {stable_value:.4g} by more than {relative.max_decrease:g}")
+        if relative.max_ratio is not None and value > relative.max_ratio * stable_value:
+            breaches.append(f"{value:.4g} is more than {relative.max_ratio:g} x stable {stable_value:.4g}")
+    if breaches:
+        return result("Failed", "; ".join(breaches), value, stable_value)
+    return result("Successful", f"{value:.4g} within {bound}", value, stable_value)
+
+
+def overall(results: list[MeasurementResult]) -> MeasurementResult:
+    """A tick fails if any metric failed; else it is an error, no data, or a success, in that order."""
+    order: tuple[MeasurementResult, ...] = ("Failed", "Error", "NoData")
+    for kind in order:
+        if kind in results:
+            return kind
+    return "Successful"
+
+
+def time_to_rollback(analysis: Analysis) -> float:
+    return parse_duration(analysis.interval) * (analysis.failure_limit + 1)
