@@ -263,3 +263,110 @@ def test_history_records_direct_deployments_and_canaries_once_each() -> None:
     assert [h.outcome for h in final.history] == ["Promoted"]
     assert final.stable.revision == NEW
     assert "RolloutCompleted" not in [e.reason for e in events], "Promoted says it already"
+
+
+# -- metric analysis -----------------------------------------------------------------------------------------
+
+from modeldeploy.core.api import Measurement  # noqa: E402
+from modeldeploy.core.rollout import measurement_due  # noqa: E402
+
+ANALYSIS = {
+    "interval": "10s",
+    "failureLimit": 1,
+    "prometheus": {"address": "http://prom:9090"},
+    "metrics": [{"name": "ok", "builtin": "successRate", "min": 0.99}],
+}
+
+
+def analysed(steps=None, **analysis):
+    rollout = {
+        "steps": [{"setWeight": 25}, {"analysis": {"measurements": 2}}] if steps is None else steps,
+        "progressDeadlineSeconds": 120,
+        "analysis": {**ANALYSIS, **analysis},
+    }
+    return parse_spec(valid_spec(rollout=rollout))
+
+
+def tick(result, value=None):
+    return [Measurement(result=result, value=value, bound=">= 0.99", message=f"{result} tick", at=now_rfc3339(T0))]
+
+
+def measured(prev, result, s, seconds, value=None):
+    obs = Observed(stable=dep(OLD), canary=dep(NEW, replicas=1), router_weight=None, measurements=tick(result, value))
+    return decide(s, NEW, MODEL, obs, prev, T0 + timedelta(seconds=seconds))
+
+
+def test_analysis_starts_with_the_canary_and_states_its_contract() -> None:
+    s = analysed()
+    d = run(s=s)
+    assert d.status.analysis is not None
+    assert d.status.analysis.revision == NEW
+    assert d.status.analysis.time_to_rollback_seconds == 20, "interval 10 s x (failureLimit 1 + 1)"
+    assert measurement_due(s, d.status, T0)
+
+
+def test_an_analysis_step_waits_for_enough_successes_in_a_row() -> None:
+    s = analysed()
+    d = run(s=s, prev=run(s=s).status, canary=dep(NEW, replicas=1))
+    assert d.status.canary.step_index == 1, "at the analysis gate"
+    d = measured(d.status, "Successful", s, 10, 0.999)
+    assert d.status.canary.step_index == 1
+    assert not measurement_due(s, d.status, T0 + timedelta(seconds=15))
+    assert measurement_due(s, d.status, T0 + timedelta(seconds=20))
+    d = measured(d.status, "Successful", s, 20, 0.999)
+    assert d.status.canary.phase == "Promoting"
+
+
+def test_failures_beyond_the_limit_roll_back_with_the_metric_in_the_reason() -> None:
+    s = analysed()
+    d = run(s=s, prev=run(s=s).status, canary=dep(NEW, replicas=1))
+    d = measured(d.status, "Failed", s, 10, 0.5)
+    assert d.status.canary is not None, "one failure is within failureLimit 1"
+    assert "AnalysisFailed" in reasons(d)
+    d = measured(d.status, "Failed", s, 20, 0.5)
+    assert d.status.canary is None
+    assert d.status.last_rollback.reason == "AnalysisFailed"
+    assert "ok Failed tick (bound >= 0.99)" in d.status.last_rollback.message
+    assert d.weight == 0
+
+
+def test_no_data_holds_the_weight_and_never_promotes() -> None:
+    s = analysed(steps=[{"setWeight": 25}, {"setWeight": 50}])
+    started = run(s=s)
+    d = measured(started.status, "NoData", s, 5)
+    assert d.status.canary.step_index == 0, "held: the weight does not advance"
+    assert d.weight == 0
+    for seconds in (15, 25, 35, 45):
+        d = measured(d.status, "NoData", s, seconds)
+    assert d.status.canary is not None, "hold never rolls back on its own"
+    assert d.status.analysis.consecutive_no_data == 5
+
+
+def test_no_data_with_fail_rolls_back_after_its_limit() -> None:
+    s = analysed(noData={"action": "fail", "limit": 1})
+    d = run(s=s, prev=run(s=s).status, canary=dep(NEW, replicas=1))
+    d = measured(d.status, "NoData", s, 10)
+    assert d.status.canary is not None
+    d = measured(d.status, "NoData", s, 20)
+    assert d.status.last_rollback.reason == "AnalysisNoData"
+
+
+def test_errors_hold_by_default_and_recover() -> None:
+    s = analysed(steps=[{"setWeight": 25}, {"pause": {"duration": "1s"}}])
+    d = run(s=s, prev=run(s=s).status, canary=dep(NEW, replicas=1))
+    d = measured(d.status, "Error", s, 10)
+    assert d.status.canary.phase == "Progressing"
+    assert d.status.canary.step_index == 1, "held at the pause although its second has passed"
+    assert "AnalysisError" in reasons(d)
+    d = measured(d.status, "Successful", s, 20, 0.999)
+    assert d.status.canary.phase == "Promoting"
+
+
+def test_pass_policy_does_not_hold_but_promotion_still_needs_real_data() -> None:
+    s = analysed(steps=[{"setWeight": 25}], noData={"action": "pass"})
+    d = run(s=s, prev=run(s=s).status, canary=dep(NEW, replicas=1))
+    d = measured(d.status, "NoData", s, 10)
+    assert d.status.canary.step_index == 1
+    assert d.status.canary.phase == "Progressing", "all steps done, but no successful measurement yet"
+    d = measured(d.status, "Successful", s, 20, 0.999)
+    assert d.status.canary.phase == "Promoting"

@@ -1,0 +1,122 @@
+"""Measurements: PromQL presets, PSI, bounds, and the four results kept apart."""
+
+import math
+
+import pytest
+
+from modeldeploy.core.analysis import Raw, evaluate, overall, psi, queries, time_to_rollback
+from modeldeploy.core.api import Analysis, AnalysisMetric
+
+AT = "2026-11-23T12:00:00Z"
+
+
+def metric(**fields) -> AnalysisMetric:
+    return AnalysisMetric.model_validate({"name": "m", **fields})
+
+
+def analysis(*metrics, **fields) -> Analysis:
+    return Analysis.model_validate({"prometheus": {"address": "http://prom:9090"}, "metrics": list(metrics), **fields})
+
+
+def test_builtin_queries_select_the_revision_in_the_namespace() -> None:
+    planned = queries(
+        analysis(
+            {"name": "ok", "builtin": "successRate", "min": 0.99},
+            {"name": "p99", "builtin": "latencyP99", "relative": {"maxRatio": 1.2}},
+            {"name": "drift", "builtin": "predictionDrift", "max": 0.2},
+        ),
+        "risk",
+        "fraud",
+        "canary1",
+        "stable1",
+    )
+    ok, p99, drift = planned
+    assert 'namespace="risk",modeldeploy_io_revision="canary1"' in ok.canary
+    assert 'code!~"5.."' in ok.canary
+    assert ok.stable is None, "an absolute bound needs no stable measurement"
+    assert "histogram_quantile(0.99" in p99.canary
+    assert 'modeldeploy_io_revision="stable1"' in p99.stable
+    assert drift.kind == "histogram"
+    assert "modelserver_prediction_bucket" in drift.stable
+
+
+def test_custom_queries_get_their_variables() -> None:
+    (planned,) = queries(
+        analysis(
+            {"name": "q", "query": 'x{ns="{{namespace}}",rev="{{revision}}",t="{{track}}"}[{{window}}]', "max": 1}
+        ),
+        "risk",
+        "fraud",
+        "c1",
+        "s1",
+    )
+    assert planned.canary == 'x{ns="risk",rev="c1",t="canary"}[1m]'
+
+
+def test_psi_is_zero_for_equal_distributions_and_grows_with_shift() -> None:
+    same = {0.5: 50.0, 1.0: 100.0}
+    assert psi(same, same, 10) == pytest.approx(0.0)
+    shifted = {0.5: 10.0, 1.0: 100.0}
+    assert psi(shifted, same, 10) > 0.2
+    assert psi({0.5: 1.0, 1.0: 5.0}, same, 10) is None, "too few samples is no data"
+
+
+@pytest.mark.parametrize(
+    ("fields", "raw", "result"),
+    [
+        ({"builtin": "successRate", "min": 0.99}, Raw(canary=0.999), "Successful"),
+        ({"builtin": "successRate", "min": 0.99}, Raw(canary=0.9), "Failed"),
+        ({"builtin": "successRate", "min": 0.99}, Raw(canary=None), "NoData"),
+        ({"builtin": "successRate", "min": 0.99}, Raw(canary=math.nan), "NoData"),
+        ({"builtin": "successRate", "min": 0.99}, Raw(canary=None, error="unreachable"), "Error"),
+        ({"builtin": "latencyP99", "relative": {"maxRatio": 1.2}}, Raw(canary=0.11, stable=0.1), "Successful"),
+        ({"builtin": "latencyP99", "relative": {"maxRatio": 1.2}}, Raw(canary=0.2, stable=0.1), "Failed"),
+        ({"builtin": "latencyP99", "relative": {"maxRatio": 1.2}}, Raw(canary=0.2, stable=None), "NoData"),
+        ({"query": "x", "relative": {"maxIncrease": 0.005}}, Raw(canary=0.012, stable=0.01), "Successful"),
+        ({"query": "x", "relative": {"maxIncrease": 0.005}}, Raw(canary=0.02, stable=0.01), "Failed"),
+        (
+            {"builtin": "predictionDrift", "max": 0.2},
+            Raw(canary={0.5: 50.0, 1.0: 100.0}, stable={0.5: 52.0, 1.0: 100.0}),
+            "Successful",
+        ),
+        (
+            {"builtin": "predictionDrift", "max": 0.2},
+            Raw(canary={0.5: 5.0, 1.0: 100.0}, stable={0.5: 60.0, 1.0: 100.0}),
+            "Failed",
+        ),
+        ({"builtin": "predictionDrift", "max": 0.2}, Raw(canary=None, stable=None), "NoData"),
+    ],
+)
+def test_each_measurement_has_one_of_four_results(fields, raw, result) -> None:
+    measured = evaluate(metric(**fields), raw, AT)
+    assert measured.result == result
+    assert measured.bound
+    if result == "Failed":
+        assert measured.message, "a failure says which value broke which bound"
+
+
+def test_a_tick_is_as_bad_as_its_worst_metric() -> None:
+    assert overall(["Successful", "NoData"]) == "NoData"
+    assert overall(["NoData", "Error"]) == "Error"
+    assert overall(["Error", "Failed", "Successful"]) == "Failed"
+    assert overall(["Successful"]) == "Successful"
+
+
+def test_time_to_rollback_contract() -> None:
+    assert (
+        time_to_rollback(analysis({"name": "ok", "builtin": "successRate", "min": 0.9}, interval="10s", failureLimit=2))
+        == 30
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"builtin": "successRate"}, "needs a bound"),
+        ({"builtin": "successRate", "query": "x", "min": 1}, "exactly one of builtin or query"),
+        ({"query": "x", "min": 2, "max": 1}, "min must not exceed max"),
+    ],
+)
+def test_incoherent_metrics_are_refused(fields, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        metric(**fields)
