@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from analysis_support import PrometheusServer
 from cluster_support import Cluster, Operator
 from modeldeploy.devcluster.cluster import ClusterError, LocalCluster, bin_dir, build
 
@@ -84,3 +85,15 @@ def namespace(cluster: Cluster) -> Iterator[str]:
     cluster.kubectl("label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted")
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false")
+
+
+@pytest.fixture(scope="session")
+def prometheus() -> Iterator[PrometheusServer]:
+    """A real Prometheus server (Debian package `prometheus`) on 127.0.0.1."""
+    try:
+        server = PrometheusServer()
+        server.start()
+    except (RuntimeError, AssertionError) as error:
+        pytest.fail(f"Prometheus could not start, so the analysis tests cannot run: {error}", pytrace=False)
+    yield server
+    server.close()

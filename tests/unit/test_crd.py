@@ -55,3 +55,11 @@ def test_every_cel_rule_has_a_message_and_lists_and_strings_it_touches_are_bound
     for path, node in _walk(schema):
         if node.get("type") == "array":
             assert "maxItems" in node or path.startswith("$.properties.status"), path
+
+
+def test_exclusive_bounds_use_the_openapi_v3_0_form() -> None:
+    for path, node in _walk(crd.openapi_schema()):
+        for key in ("exclusiveMinimum", "exclusiveMaximum"):
+            if key in node:
+                assert node[key] is True, path
+                assert ("minimum" if key == "exclusiveMinimum" else "maximum") in node, path

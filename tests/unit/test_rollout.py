@@ -302,7 +302,10 @@ def test_analysis_starts_with_the_canary_and_states_its_contract() -> None:
     assert d.status.analysis is not None
     assert d.status.analysis.revision == NEW
     assert d.status.analysis.time_to_rollback_seconds == 20, "interval 10 s x (failureLimit 1 + 1)"
-    assert measurement_due(s, d.status, T0)
+    assert not measurement_due(s, d.status, T0), "no traffic yet, nothing to measure"
+    with_traffic = run(s=s, prev=d.status, canary=dep(NEW, replicas=1))
+    assert with_traffic.weight == 25
+    assert measurement_due(s, with_traffic.status, T0)
 
 
 def test_an_analysis_step_waits_for_enough_successes_in_a_row() -> None:
@@ -331,11 +334,11 @@ def test_failures_beyond_the_limit_roll_back_with_the_metric_in_the_reason() -> 
 
 
 def test_no_data_holds_the_weight_and_never_promotes() -> None:
-    s = analysed(steps=[{"setWeight": 25}, {"setWeight": 50}])
-    started = run(s=s)
-    d = measured(started.status, "NoData", s, 5)
-    assert d.status.canary.step_index == 0, "held: the weight does not advance"
-    assert d.weight == 0
+    s = analysed(steps=[{"setWeight": 25}, {"pause": {"duration": "1s"}}, {"setWeight": 50}])
+    with_traffic = run(s=s, prev=run(s=s).status, canary=dep(NEW, replicas=1))
+    d = measured(with_traffic.status, "NoData", s, 5)
+    assert d.status.canary.step_index == 1, "held: the weight does not advance"
+    assert d.weight == 25
     for seconds in (15, 25, 35, 45):
         d = measured(d.status, "NoData", s, seconds)
     assert d.status.canary is not None, "hold never rolls back on its own"

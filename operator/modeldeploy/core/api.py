@@ -335,8 +335,8 @@ class AnalysisMetric(ApiModel):
     name: str = Field(min_length=1, max_length=63, pattern=DNS_LABEL)
     builtin: Builtin | None = Field(
         default=None,
-        description="successRate (non-5xx share), latencyP99 (seconds), predictionDrift (PSI of the canary's "
-        "prediction histogram against stable's).",
+        description="successRate (non-5xx share), latencyP99 (seconds), predictionDrift (PSI of the canary pods' "
+        "prediction histogram against the stable pods', each accumulated since the pods started).",
     )
     query: str | None = Field(
         default=None,
@@ -453,6 +453,18 @@ class Rollout(ApiModel):
     def _analysis_steps_need_analysis(self) -> Rollout:
         if self.analysis is None and any(step.analysis is not None for step in self.steps):
             raise ValueError("an analysis step needs rollout.analysis")
+        return self
+
+    @model_validator(mode="after")
+    def _analysis_after_traffic(self) -> Rollout:
+        for index, step in enumerate(self.steps):
+            if step.set_weight:
+                break
+            if step.analysis is not None:
+                raise ValueError(
+                    f"rollout.steps[{index}]: an analysis step needs a setWeight above 0 before it; "
+                    "a canary without traffic has nothing to measure"
+                )
         return self
 
 

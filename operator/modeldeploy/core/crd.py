@@ -37,6 +37,11 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
         if key == "const":
             out["enum"] = [value]
             continue
+        if key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool):
+            # JSON Schema 2020 gives the bound; OpenAPI v3.0 wants the bound plus a flag.
+            out["minimum" if key == "exclusiveMinimum" else "maximum"] = value
+            out[key] = True
+            continue
         if key == "properties":
             out[key] = {name: _structural(prop, defs) for name, prop in value.items()}
         else:

@@ -471,6 +471,8 @@ def measurement_due(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, no
     analysis, canary, state = spec.rollout.analysis, status.canary, status.analysis
     if analysis is None or canary is None or canary.phase == "Promoting":
         return False
+    if canary.weight == 0:
+        return False  # a canary without traffic has nothing to measure
     if state is None or state.revision != canary.revision:
         return False
     steps = spec.rollout.steps

@@ -196,10 +196,21 @@ def _rollout_conditions(status: ModelDeploymentStatus, obs: Observation) -> tupl
             f"canary revision {canary.revision} (version {version}) at {step}, weight {canary.weight}% "
             f"(actual {canary.actual_weight}%), {canary.ready_replicas}/{canary.replicas} canary pods ready{serving}"
         )
+        analysis = status.analysis
+        if analysis is not None and analysis.last_result not in (None, "Successful"):
+            bad = "; ".join(
+                f"{m.name}: {m.measurements[-1].message}"
+                for m in analysis.metrics
+                if m.measurements and m.measurements[-1].result == analysis.last_result
+            )
+            detail = f"{detail}; analysis {analysis.last_result}: {bad}"
+            reason = f"Analysis{analysis.last_result}"
+        else:
+            reason = CANARY_PROGRESSING
         if canary.phase == "Paused":
             why = "paused by hand" if obs.paused else "paused until promoted"
             return "Paused", CANARY_PAUSED, f"{detail}; {why}", True
-        return "Progressing", CANARY_PROGRESSING, detail, False
+        return "Progressing", reason, detail, False
     rollback = status.last_rollback
     if status.rejected_revision is not None and rollback is not None and rollback.revision == status.rejected_revision:
         verb = "aborted" if rollback.reason == "Aborted" else "rolled back"
