@@ -8,8 +8,8 @@ step() { printf '\n== %s\n' "$*"; }
 
 command -v go >/dev/null || { echo "error: Go >= 1.26 is needed to build the local control plane" >&2; exit 1; }
 
-step "Python dependencies"
-python3 -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+step "dependencies: Python packages, Prometheus"
+bash hack/install-deps.sh
 
 step "lint (ruff), types (mypy), layering (import-linter)"
 ruff check operator tests hack

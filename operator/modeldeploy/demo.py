@@ -20,6 +20,7 @@ from rich.table import Table
 from modeldeploy import control
 from modeldeploy.core import crd
 from modeldeploy.devcluster.cluster import ClusterError, LocalCluster, bin_dir, build, cache_dir, free_port
+from modeldeploy.devcluster.dataplane import LoadGenerator, ModelServers, PrometheusServer
 
 console = Console()
 NAMESPACE = "demo"
@@ -90,6 +91,44 @@ def _rolled_back(version: str) -> Any:
     return check
 
 
+def analysis_rollout(prometheus: str) -> dict[str, Any]:
+    """Half the traffic, then three good measurements in a row; any failed one rolls back."""
+    return {
+        "steps": [{"setWeight": 50}, {"analysis": {"measurements": 3}}],
+        "scaleDownDelaySeconds": 0,
+        "analysis": {
+            "interval": "2s",
+            "failureLimit": 0,
+            "prometheus": {"address": prometheus},
+            "metrics": [
+                {"name": "success-rate", "builtin": "successRate", "window": "10s", "min": 0.95},
+                {"name": "p99-latency", "builtin": "latencyP99", "window": "10s", "relative": {"maxRatio": 3}},
+                {"name": "drift", "builtin": "predictionDrift", "max": 0.25, "minSamples": 200},
+            ],
+        },
+    }
+
+
+def _change_model(cluster: LocalCluster, name: str, version: str, rollout: dict[str, Any]) -> None:
+    patch = {"spec": {"model": {"version": version, "uri": f"s3://models/{name}/{version}"}, "rollout": rollout}}
+    cluster.kubectl("patch", "mdep", name, "-n", NAMESPACE, "--type=merge", "-p", json.dumps(patch))
+
+
+def _canary_server(cluster: LocalCluster, name: str, servers: ModelServers, version: str, **faults: float) -> None:
+    deadline = time.monotonic() + 60
+    while not (canary := (_md(cluster, name).get("status") or {}).get("canary")):
+        if time.monotonic() > deadline:
+            raise DemoError("the canary did not start within 60s")
+        time.sleep(0.2)
+    servers.start("canary", canary["revision"], version, **faults)
+
+
+def _weights(cluster: LocalCluster, name: str) -> tuple[int, int] | None:
+    canary = (_md(cluster, name).get("status") or {}).get("canary")
+    weight = canary["actualWeight"] if canary else 0
+    return 100 - weight, weight
+
+
 def start_operator(cluster: LocalCluster) -> subprocess.Popen[bytes]:
     metrics_port, liveness_port = free_port(), free_port()
     log = (cluster.state_dir / "logs" / "operator.log").open("ab")
@@ -154,29 +193,41 @@ def run_demo(example: Path, keep: bool) -> None:
         version = manifest["spec"]["model"]["version"]
         watch(cluster, name, f"{name}: first rollout", _ready_at(version))
 
-        console.rule("6. a new model version goes through a canary: 20%, pause, 50%, pause, promotion")
-        model = manifest["spec"]["model"]
-        new_version = f"{version}-next"
-        patch = {"spec": {"model": {"version": new_version, "uri": f"{model['uri'].rstrip('/')}-next"}}}
-        cluster.kubectl("patch", "mdep", name, "-n", NAMESPACE, "--type=merge", "-p", json.dumps(patch))
-        watch(cluster, name, f"{name}: canary of version {new_version}", _ready_at(new_version))
+        console.rule("6. a real Prometheus and model servers for the stable and canary tracks")
+        prometheus = PrometheusServer()
+        prometheus.start()
+        servers = ModelServers(prometheus, NAMESPACE)
+        try:
+            stable = _md(cluster, name)["status"]["stable"]
+            servers.start("stable", stable["revision"], version)
+            console.print(
+                f"Prometheus on {prometheus.address}; model servers on 127.0.0.1, traffic split by the canary's weight"
+            )
 
-        console.rule("7. a version whose pods never become ready is rolled back automatically")
-        broken = f"{version}-broken"
-        broken_patch: dict[str, Any] = {
-            "spec": {
-                "model": {"version": broken},
-                "runtime": {"preset": "custom", "port": 8080, "image": "registry.example/model-server:never-ready"},
-                "rollout": {"progressDeadlineSeconds": 15},
-            }
-        }
-        cluster.kubectl("patch", "mdep", name, "-n", NAMESPACE, "--type=merge", "-p", json.dumps(broken_patch))
-        rolled = watch(cluster, name, f"{name}: canary of version {broken}", _rolled_back(broken), timeout=90)
-        rollback = rolled["status"]["lastRollback"]
-        console.print(f"[red]rolled back[/] {rollback['reason']}: {rollback['message']}")
-        console.print(f"stable still serves version {rolled['status']['stable']['model']['version']}")
+            console.rule("7. a better model goes through a canary gated on metrics, and is promoted")
+            good = f"{version}-next"
+            _change_model(cluster, name, good, analysis_rollout(prometheus.address))
+            _canary_server(cluster, name, servers, good)
+            with LoadGenerator(servers, lambda: _weights(cluster, name)):
+                watch(cluster, name, f"{name}: canary of version {good}", _ready_at(good))
+            promoted = _md(cluster, name)["status"]["stable"]
+            servers.start("stable", promoted["revision"], good)
+            servers.stop("canary")
 
-        console.rule("8. a malformed spec is refused at admission, with the reason")
+            console.rule("8. a worse model (30% errors) is rolled back automatically, with the reason")
+            worse = f"{version}-worse"
+            _change_model(cluster, name, worse, analysis_rollout(prometheus.address))
+            _canary_server(cluster, name, servers, worse, error_rate=0.3)
+            with LoadGenerator(servers, lambda: _weights(cluster, name)):
+                rolled = watch(cluster, name, f"{name}: canary of version {worse}", _rolled_back(worse), timeout=120)
+            rollback = rolled["status"]["lastRollback"]
+            console.print(f"[red]rolled back[/] {rollback['reason']}: {rollback['message']}")
+            console.print(f"stable still serves version {rolled['status']['stable']['model']['version']}")
+        finally:
+            servers.close()
+            prometheus.close()
+
+        console.rule("9. a malformed spec is refused at admission, with the reason")
         bad = {**manifest, "spec": {**manifest["spec"], "replicas": 2, "autoscaling": {"maxReplicas": 3}}}
         refused = cluster.kubectl("apply", "-f", "-", input_text=yaml.safe_dump(bad), check=False)
         console.print(f"[red]{refused.stderr.strip()}[/]")
@@ -190,7 +241,7 @@ def run_demo(example: Path, keep: bool) -> None:
             "involvedObject.kind=ModelDeployment",
             "--sort-by=.lastTimestamp",
         )
-        console.rule("9. Events")
+        console.rule("10. Events")
         console.print(events.stdout)
         console.print(f"[bold green]demo finished in {time.monotonic() - started:.1f}s[/]")
     except BaseException:
@@ -213,7 +264,7 @@ def run_demo(example: Path, keep: bool) -> None:
 def main(example: Path, keep: bool) -> int:
     try:
         run_demo(example, keep)
-    except (ClusterError, DemoError, subprocess.CalledProcessError) as error:
+    except (ClusterError, DemoError, RuntimeError, subprocess.CalledProcessError) as error:
         detail = getattr(error, "stderr", "") or ""
         console.print(f"[red]demo failed: {error} {detail}[/]")
         return 1

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from analysis_support import PrometheusServer
 from cluster_support import Cluster, Operator
 from modeldeploy.devcluster.cluster import ClusterError, LocalCluster, bin_dir, build
+from modeldeploy.devcluster.dataplane import PrometheusServer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -93,7 +93,7 @@ def prometheus() -> Iterator[PrometheusServer]:
     try:
         server = PrometheusServer()
         server.start()
-    except (RuntimeError, AssertionError) as error:
+    except (RuntimeError, ClusterError) as error:
         pytest.fail(f"Prometheus could not start, so the analysis tests cannot run: {error}", pytrace=False)
     yield server
     server.close()

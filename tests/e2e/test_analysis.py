@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from analysis_support import LoadGenerator, ModelServers, PrometheusServer
 from cluster_support import Cluster, Operator, condition, modeldeployment, wait_for
+from modeldeploy.devcluster.dataplane import LoadGenerator, ModelServers, PrometheusServer
 from specs import serving_spec
 
 pytestmark = pytest.mark.e2e
@@ -16,7 +16,7 @@ NAME = "fraud"
 METRICS = [
     {"name": "success-rate", "builtin": "successRate", "window": "10s", "min": 0.95},
     {"name": "p99-latency", "builtin": "latencyP99", "window": "10s", "relative": {"maxRatio": 3}, "max": 0.2},
-    {"name": "drift", "builtin": "predictionDrift", "window": "10s", "max": 0.25, "minSamples": 30},
+    {"name": "drift", "builtin": "predictionDrift", "window": "10s", "max": 0.25, "minSamples": 200},
 ]
 
 
@@ -87,6 +87,17 @@ def promoted(cluster: Cluster, namespace: str) -> dict[str, Any] | None:
     return m if history and history[-1]["outcome"] == "Promoted" else None
 
 
+def route_weights(cluster: Cluster, namespace: str) -> Callable[[], tuple[int, int] | None]:
+    def read() -> tuple[int, int] | None:
+        route = cluster.get("httproute", NAME, namespace)
+        if not route:
+            return None
+        refs = route["spec"]["rules"][0]["backendRefs"]
+        return refs[0]["weight"], refs[1]["weight"]
+
+    return read
+
+
 def last_measurements(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {m["name"]: m["measurements"][-1] for m in obj["status"]["analysis"]["metrics"] if m["measurements"]}
 
@@ -95,7 +106,7 @@ def test_a_good_canary_is_promoted(
     cluster: Cluster, operator: Operator, namespace: str, servers: ModelServers, prometheus: PrometheusServer
 ) -> None:
     start_canary(cluster, namespace, servers, prometheus)
-    with LoadGenerator(cluster, servers, NAME) as load:
+    with LoadGenerator(servers, route_weights(cluster, servers.namespace)) as load:
         done = wait_for(lambda: promoted(cluster, namespace), 120, "promotion on good metrics")
     assert load.sent["canary"] > 0, "the canary got traffic through the route's weight"
     assert set(last_measurements(done)) == {"success-rate", "p99-latency", "drift"}
@@ -122,7 +133,7 @@ def test_a_worse_canary_is_rolled_back(
     metric: str,
 ) -> None:
     start_canary(cluster, namespace, servers, prometheus, **faults)
-    with LoadGenerator(cluster, servers, NAME):
+    with LoadGenerator(servers, route_weights(cluster, servers.namespace)):
         rolled = wait_for(lambda: rolled_back(cluster, namespace), 120, f"rollback on {metric}")
     rollback = rolled["status"]["lastRollback"]
     assert rollback["reason"] == "AnalysisFailed"
@@ -153,7 +164,7 @@ def test_prometheus_down_holds_then_recovers(
     cluster: Cluster, operator: Operator, namespace: str, servers: ModelServers, prometheus: PrometheusServer
 ) -> None:
     start_canary(cluster, namespace, servers, prometheus)
-    with LoadGenerator(cluster, servers, NAME):
+    with LoadGenerator(servers, route_weights(cluster, servers.namespace)):
         prometheus.stop()
         try:
             held = wait_for(

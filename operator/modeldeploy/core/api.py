@@ -349,7 +349,10 @@ class AnalysisMetric(ApiModel):
     max: float | None = Field(default=None, description="The canary's value may not be above this.")
     relative: Relative | None = None
     min_samples: int = Field(
-        default=50, ge=1, description="predictionDrift: fewer predictions on either track than this is no data."
+        default=200,
+        ge=1,
+        description="predictionDrift: fewer predictions on either track than this is no data (PSI from a few "
+        "dozen samples is mostly noise: about (buckets - 1) / samples).",
     )
 
     model_config = ConfigDict(

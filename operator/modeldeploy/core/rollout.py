@@ -376,7 +376,7 @@ class _Machine:
             self.event(
                 "Warning",
                 "AnalysisFailed",
-                f"Measurement failed ({updated.failures}/{analysis.failure_limit + 1} allowed before rollback): {bad}",
+                f"Measurement failed ({updated.failures} failures, {analysis.failure_limit} tolerated): {bad}",
             )
             if updated.failures > analysis.failure_limit:
                 return "AnalysisFailed", bad

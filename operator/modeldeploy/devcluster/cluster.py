@@ -86,6 +86,15 @@ def build(echo: Callable[[str], None] = print) -> Path:
     return bin_dir()
 
 
+def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    """Polls `predicate` until it is truthy; ClusterError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.2)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

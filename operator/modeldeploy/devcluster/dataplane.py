@@ -1,9 +1,10 @@
-"""The real data plane for analysis tests: a Prometheus server, reference model servers, a load generator.
+"""A real data plane for analysis on the local cluster: a Prometheus server, reference model servers, and a load
+generator. The end-to-end tests and the demo use it.
 
 Model servers run as local processes (KWOK pods run nothing). Prometheus scrapes them through a file_sd target
 list whose labels are the ones a PodMonitor would keep: namespace, modeldeploy_io_track and
 modeldeploy_io_revision. The load generator splits requests in the proportion the operator wrote into the
-HTTPRoute, so the canary gets the traffic the router would give it.
+router object, so the canary gets the traffic the router would give it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,8 +27,7 @@ from typing import Any
 import httpx
 import yaml
 
-from cluster_support import Cluster, wait_for
-from modeldeploy.devcluster.cluster import free_port
+from modeldeploy.devcluster.cluster import free_port, wait_until
 
 FEATURES = 4
 
@@ -69,7 +70,7 @@ class PrometheusServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        wait_for(lambda: _ok(f"{self.address}/-/ready"), 60, "Prometheus ready")
+        wait_until(lambda: _ok(f"{self.address}/-/ready"), 60, "Prometheus ready")
 
     def stop(self) -> None:
         if self.process is not None:
@@ -131,7 +132,7 @@ class ModelServers:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_for(lambda: _ok(f"http://127.0.0.1:{port}/v2/health/ready"), 60, f"the {track} model server")
+        wait_until(lambda: _ok(f"http://127.0.0.1:{port}/v2/health/ready"), 60, f"the {track} model server")
         self.servers[track] = ModelServer(track, revision, port, process)
         self._publish()
         return self.servers[track]
@@ -164,10 +165,12 @@ class ModelServers:
 
 
 class LoadGenerator:
-    """Sends inference requests, split between the tracks by the HTTPRoute's weights."""
+    """Sends inference requests, split between the tracks by the weights `read_weights` returns (stable, canary)."""
 
-    def __init__(self, cluster: Cluster, servers: ModelServers, route: str, rate: float = 60.0) -> None:
-        self.cluster, self.servers, self.route, self.interval = cluster, servers, route, 1.0 / rate
+    def __init__(
+        self, servers: ModelServers, read_weights: Callable[[], tuple[int, int] | None], rate: float = 60.0
+    ) -> None:
+        self.servers, self.read_weights, self.interval = servers, read_weights, 1.0 / rate
         self.weights = {"stable": 100, "canary": 0}
         self.sent = {"stable": 0, "canary": 0}
         self._stop = threading.Event()
@@ -188,10 +191,9 @@ class LoadGenerator:
 
     def _follow_route(self) -> None:
         while not self._stop.is_set():
-            route = self.cluster.get("httproute", self.route, self.servers.namespace)
-            if route:
-                refs = route["spec"]["rules"][0]["backendRefs"]
-                self.weights = {"stable": refs[0]["weight"], "canary": refs[1]["weight"]}
+            weights = self.read_weights()
+            if weights is not None:
+                self.weights = {"stable": weights[0], "canary": weights[1]}
             self._stop.wait(0.3)
 
     def _send(self) -> None:
