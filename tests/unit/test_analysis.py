@@ -76,15 +76,20 @@ def test_psi_is_zero_for_equal_distributions_and_grows_with_shift() -> None:
         ({"query": "x", "relative": {"maxIncrease": 0.005}}, Raw(canary=0.02, stable=0.01), "Failed"),
         (
             {"builtin": "predictionDrift", "max": 0.2},
-            Raw(canary={0.5: 50.0, 1.0: 100.0}, stable={0.5: 52.0, 1.0: 100.0}),
+            Raw(canary={0.5: 500.0, 1.0: 1000.0}, stable={0.5: 520.0, 1.0: 1000.0}),
             "Successful",
         ),
         (
             {"builtin": "predictionDrift", "max": 0.2},
-            Raw(canary={0.5: 5.0, 1.0: 100.0}, stable={0.5: 60.0, 1.0: 100.0}),
+            Raw(canary={0.5: 50.0, 1.0: 1000.0}, stable={0.5: 600.0, 1.0: 1000.0}),
             "Failed",
         ),
         ({"builtin": "predictionDrift", "max": 0.2}, Raw(canary=None, stable=None), "NoData"),
+        (
+            {"builtin": "predictionDrift", "max": 0.2},
+            Raw(canary={0.5: 5.0, 1.0: 100.0}, stable={0.5: 60.0, 1.0: 100.0}),
+            "NoData",
+        ),
     ],
 )
 def test_each_measurement_has_one_of_four_results(fields, raw, result) -> None:
