@@ -157,6 +157,38 @@ def status_view(md: dict[str, Any]) -> Panel:
         done = min(canary.get("stepIndex", 0), count)
         parts.append(f"canary {canary.get('phase')}: step {min(done + 1, count)}/{count}")
         parts.append(ProgressBar(total=100, completed=canary.get("actualWeight", 0), width=60))
+    analysis = status.get("analysis") or {}
+    if analysis.get("metrics"):
+        colours = {"Successful": "green", "Failed": "red", "Error": "magenta", "NoData": "yellow"}
+        metrics = Table(
+            "metric",
+            "result",
+            "canary",
+            "stable",
+            "bound",
+            "message",
+            expand=True,
+            title=f"analysis of {analysis.get('revision')}: failures {analysis.get('failures', 0)}, "
+            f"rollback within {analysis.get('timeToRollbackSeconds', 0):g}s of a breach",
+        )
+        for metric in analysis["metrics"]:
+            if not metric.get("measurements"):
+                continue
+            last = metric["measurements"][-1]
+            colour = colours.get(last["result"], "white")
+
+            def number(value: Any) -> str:
+                return "-" if value is None else f"{value:.4g}"
+
+            metrics.add_row(
+                metric["name"],
+                f"[{colour}]{last['result']}[/]",
+                number(last.get("value")),
+                number(last.get("stableValue")),
+                last.get("bound", ""),
+                last.get("message", ""),
+            )
+        parts.append(metrics)
     conditions = Table("condition", "status", "reason", "message", expand=True)
     for c in status.get("conditions") or []:
         bad = (c["type"] == "Degraded") == (c["status"] == "True")

@@ -173,7 +173,14 @@ class Reconciler:
         if rejected_action is not None:
             status = status.model_copy(update={"last_action": rejected_action})
             events.append(Event("Warning", "ActionRejected", rejected_action.result))
-        metrics.OBJECTS.set(namespace, name, status.phase, status.canary.actual_weight if status.canary else None)
+        metrics.OBJECTS.set(
+            namespace,
+            name,
+            status.phase,
+            status.canary.actual_weight if status.canary else None,
+            _last_values(status) if status.canary else None,
+            _bounds(observation.spec) if observation.spec else None,
+        )
         patch = status_patch(raw_status, status)
         if patch is not None:
             self.kube.patch_status(namespace, name, patch)
@@ -317,6 +324,28 @@ class BearerAuth(httpx.Auth):
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         request.headers["Authorization"] = f"Bearer {self.token}"
         yield request
+
+
+def _last_values(status: ModelDeploymentStatus) -> dict[str, float]:
+    if status.analysis is None:
+        return {}
+    return {
+        metric.name: metric.measurements[-1].value
+        for metric in status.analysis.metrics
+        if metric.measurements and metric.measurements[-1].value is not None
+    }
+
+
+def _bounds(spec: ModelDeploymentSpec) -> dict[tuple[str, str], float]:
+    analysis = spec.rollout.analysis
+    if analysis is None:
+        return {}
+    out = {}
+    for metric in analysis.metrics:
+        for side, bound in (("min", metric.min), ("max", metric.max)):
+            if bound is not None:
+                out[(metric.name, side)] = bound
+    return out
 
 
 def _count_outcomes(previous: ModelDeploymentStatus, current: ModelDeploymentStatus) -> None:

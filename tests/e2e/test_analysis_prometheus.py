@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -109,6 +112,7 @@ def test_a_good_canary_is_promoted(
     with LoadGenerator(servers, route_weights(cluster, servers.namespace)) as load:
         done = wait_for(lambda: promoted(cluster, namespace), 120, "promotion on good metrics")
     assert load.sent["canary"] > 0, "the canary got traffic through the route's weight"
+    assert done["status"]["history"][-1]["outcome"] == "Promoted"
     assert set(last_measurements(done)) == {"success-rate", "p99-latency", "drift"}
     assert all(m["result"] == "Successful" for m in last_measurements(done).values())
     assert done["status"]["analysis"]["timeToRollbackSeconds"] == 2
@@ -144,6 +148,17 @@ def test_a_worse_canary_is_rolled_back(
     assert [b["weight"] for b in route["spec"]["rules"][0]["backendRefs"]] == [100, 0]
     assert "RolledBack" in cluster.event_reasons(NAME, namespace)
     assert rolled["spec"]["model"]["version"] == "2", "the spec is never rewritten"
+    assert operator.metrics().get('modeldeploy_rollbacks_total{reason="AnalysisFailed"}', 0) >= 1
+    view = subprocess.run(
+        [sys.executable, "-m", "modeldeploy", "status", NAME, "-n", namespace, f"--kubeconfig={cluster.kubeconfig}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200"},
+    ).stdout
+    assert metric in view, "the status view lists each metric against its bound"
+    assert "AnalysisFailed" in view
 
 
 def test_no_traffic_holds_and_does_not_roll_back(

@@ -39,17 +39,34 @@ class ObjectCollector(Collector):
     """Per-object state, forgotten when the object goes: so no series outlives its ModelDeployment.
 
     modeldeploy_objects{phase}: how many ModelDeployments are in each phase;
-    modeldeploy_canary_weight{namespace,name}: the canary's actual weight, for objects with a canary.
+    modeldeploy_canary_weight{namespace,name}: the canary's actual weight, for objects with a canary;
+    modeldeploy_analysis_value{namespace,name,metric}: the canary's last measured values.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._phases: dict[tuple[str, str], str] = {}
         self._weights: dict[tuple[str, str], int] = {}
+        self._analysis: dict[tuple[str, str], dict[str, float]] = {}
+        self._bounds: dict[tuple[str, str], dict[tuple[str, str], float]] = {}
 
-    def set(self, namespace: str, name: str, phase: str | None, canary_weight: int | None = None) -> None:
+    def set(
+        self,
+        namespace: str,
+        name: str,
+        phase: str | None,
+        canary_weight: int | None = None,
+        analysis: dict[str, float] | None = None,
+        bounds: dict[tuple[str, str], float] | None = None,
+    ) -> None:
         key = (namespace, name)
         with self._lock:
+            if analysis:
+                self._analysis[key] = analysis
+                self._bounds[key] = bounds or {}
+            else:
+                self._analysis.pop(key, None)
+                self._bounds.pop(key, None)
             if phase is None:
                 self._phases.pop(key, None)
             else:
@@ -71,12 +88,32 @@ class ObjectCollector(Collector):
             for phase in self._phases.values():
                 counts[phase] = counts.get(phase, 0) + 1
             current = dict(self._weights)
+            measured = {key: dict(values) for key, values in self._analysis.items()}
+            limits = {key: dict(values) for key, values in self._bounds.items()}
         for phase, count in counts.items():
             phases.add_metric([phase], count)
         for (namespace, name), weight in sorted(current.items()):
             weights.add_metric([namespace, name], weight)
+        values = GaugeMetricFamily(
+            "modeldeploy_analysis_value",
+            "The canary's last measured value per analysis metric, while its canary runs.",
+            labels=["namespace", "name", "metric"],
+        )
+        for (namespace, name), per_metric in sorted(measured.items()):
+            for metric, value in sorted(per_metric.items()):
+                values.add_metric([namespace, name, metric], value)
+        bounds = GaugeMetricFamily(
+            "modeldeploy_analysis_bound",
+            "Absolute bounds of each analysis metric (side min or max), while its canary runs.",
+            labels=["namespace", "name", "metric", "side"],
+        )
+        for (namespace, name), per_bound in sorted(limits.items()):
+            for (metric, side), bound in sorted(per_bound.items()):
+                bounds.add_metric([namespace, name, metric, side], bound)
         yield phases
         yield weights
+        yield values
+        yield bounds
 
 
 OBJECTS = ObjectCollector()
