@@ -13,7 +13,7 @@ OWNER = Owner(name="fraud-scorer", namespace="risk", uid="uid-1")
 
 def test_minimal_spec_gets_documented_defaults() -> None:
     spec = parse_spec({"model": {"name": "m", "version": "1", "uri": "s3://b/m/1", "format": "sklearn"}})
-    assert spec.runtime.preset == "mlserver"
+    assert spec.runtime.preset == "modelserver"
     assert spec.service.port == 80
     assert spec.desired_replicas == 1
     assert spec.autoscaling is None

@@ -78,8 +78,18 @@ def test_pods_meet_the_restricted_pod_security_profile() -> None:
     assert ctx["runAsNonRoot"] is True
 
 
-def test_mlserver_preset_wires_the_model_in() -> None:
+def test_modelserver_is_the_default_preset() -> None:
     _, by_kind = objects()
+    c = container(by_kind)
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert c["image"].startswith("ghcr.io/modeldeploy/modelserver:")
+    assert (env["MODEL_URI"], env["PORT"]) == ("s3://models/fraud-scorer/7", "8080")
+    assert c["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": 8080}
+    assert by_kind["Deployment"]["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == 65532
+
+
+def test_mlserver_preset_wires_the_model_in() -> None:
+    _, by_kind = objects(runtime={"preset": "mlserver"})
     c = container(by_kind)
     env = {e["name"]: e.get("value") for e in c["env"]}
     assert c["image"].startswith("docker.io/seldonio/mlserver:")

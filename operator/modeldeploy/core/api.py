@@ -142,9 +142,10 @@ class Probe(ApiModel):
 class Runtime(ApiModel):
     """How the model is served: a preset, optionally overridden, or a custom container."""
 
-    preset: Literal["mlserver", "custom"] = Field(
-        default="mlserver",
-        description="mlserver: Seldon MLServer for the model's format; custom: your own image and port.",
+    preset: Literal["modelserver", "mlserver", "custom"] = Field(
+        default="modelserver",
+        description="modelserver: modeldeploy's reference server, whose metrics the analysis presets query; "
+        "mlserver: Seldon MLServer for the model's format; custom: your own image and port.",
     )
     image: str | None = Field(default=None, max_length=1024, pattern=IMAGE, description="Container image.")
     port: Port | None = Field(default=None, description="HTTP port the server listens on.")
@@ -545,7 +546,9 @@ class Traffic(ApiModel):
 
 class ModelDeploymentSpec(ApiModel):
     model: ModelSource
-    runtime: Runtime = Field(default_factory=Runtime, description="Serving runtime; MLServer by default.")
+    runtime: Runtime = Field(
+        default_factory=Runtime, description="Serving runtime; modeldeploy's reference model server by default."
+    )
     replicas: int | None = Field(
         default=None, ge=0, le=1000, description="Fixed replica count (1 when neither this nor autoscaling is set)."
     )

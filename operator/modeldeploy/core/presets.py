@@ -46,7 +46,18 @@ MLSERVER = Preset(
 # A custom container: image and port come from the spec; probes default to a TCP check.
 CUSTOM = Preset(image="", port=0, run_as_user=65532, readiness_path=None, liveness_path=None, accepts_any_format=True)
 
-PRESETS = {"mlserver": MLSERVER, "custom": CUSTOM}
+# modeldeploy's reference model server (the `modelserver` package): its metrics are what the analysis presets
+# query. Its image is built from Dockerfile.modelserver.
+MODELSERVER = Preset(
+    image="ghcr.io/modeldeploy/modelserver:0.1.0",
+    port=8080,
+    run_as_user=65532,
+    readiness_path="/v2/health/ready",
+    liveness_path="/v2/health/live",
+    formats={"sklearn": ""},
+)
+
+PRESETS = {"modelserver": MODELSERVER, "mlserver": MLSERVER, "custom": CUSTOM}
 
 
 @dataclass(frozen=True)
@@ -97,14 +108,16 @@ def resolve_runtime(spec: ModelDeploymentSpec) -> ResolvedRuntime:
         ("MODEL_FORMAT", model.format),
     ):
         put(key, value)
+    if not preset.accepts_any_format and model.format not in preset.formats:
+        raise SpecError(
+            "spec.model.format",
+            f"format {model.format!r} is not served by runtime preset {runtime.preset!r} "
+            f"(supported: {', '.join(sorted(preset.formats))}); use runtime.preset 'custom' for other formats",
+        )
+    if runtime.preset == "modelserver":
+        put("PORT", str(runtime.port or preset.port))
     if runtime.preset == "mlserver":
-        implementation = preset.formats.get(model.format)
-        if implementation is None:
-            raise SpecError(
-                "spec.model.format",
-                f"format {model.format!r} is not served by runtime preset 'mlserver' "
-                f"(supported: {', '.join(sorted(preset.formats))}); use runtime.preset 'custom' for other formats",
-            )
+        implementation = preset.formats[model.format]
         put("MLSERVER_HTTP_PORT", str(runtime.port or preset.port))
         put("MLSERVER_MODEL_NAME", model.name)
         put("MLSERVER_MODEL_VERSION", model.version)
