@@ -207,7 +207,7 @@ class Reconciler:
         assert previous.canary is not None
         stamp = now_rfc3339(now)
         stable = previous.stable.revision if previous.stable else None
-        planned = queries(analysis, owner.namespace, owner.name, previous.canary.revision, stable)
+        planned = queries(analysis, spec.runtime.preset, owner.namespace, owner.name, previous.canary.revision, stable)
         try:
             auth = self._prometheus_auth(owner.namespace, analysis.prometheus)
         except ReconcileError as error:

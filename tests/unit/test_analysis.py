@@ -25,6 +25,7 @@ def test_builtin_queries_select_the_revision_in_the_namespace() -> None:
             {"name": "p99", "builtin": "latencyP99", "relative": {"maxRatio": 1.2}},
             {"name": "drift", "builtin": "predictionDrift", "max": 0.2},
         ),
+        "modelserver",
         "risk",
         "fraud",
         "canary1",
@@ -45,6 +46,7 @@ def test_custom_queries_get_their_variables() -> None:
         analysis(
             {"name": "q", "query": 'x{ns="{{namespace}}",rev="{{revision}}",t="{{track}}"}[{{window}}]', "max": 1}
         ),
+        "custom",
         "risk",
         "fraud",
         "c1",
@@ -125,3 +127,18 @@ def test_time_to_rollback_contract() -> None:
 def test_incoherent_metrics_are_refused(fields, message) -> None:
     with pytest.raises(ValueError, match=message):
         metric(**fields)
+
+
+def test_mlserver_presets_use_its_real_metric_names() -> None:
+    ok, p99 = queries(
+        analysis(
+            {"name": "ok", "builtin": "successRate", "min": 0.99}, {"name": "p99", "builtin": "latencyP99", "max": 0.3}
+        ),
+        "mlserver",
+        "risk",
+        "fraud",
+        "c1",
+        None,
+    )
+    assert 'rest_server_requests_total{namespace="risk",modeldeploy_io_revision="c1",status_code!~"5.."}' in ok.canary
+    assert "rest_server_request_duration_seconds_bucket" in p99.canary

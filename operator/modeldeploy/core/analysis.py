@@ -14,17 +14,33 @@ from modeldeploy.core.api import Analysis, AnalysisMetric, Measurement, Measurem
 
 # The reference model server's metric names, with the pod labels a PodMonitor keeps (podTargetLabels).
 SELECTOR = 'namespace="{namespace}",modeldeploy_io_revision="{revision}"'
-BUILTIN_QUERIES = {
-    "successRate": (
-        'sum(rate(modelserver_requests_total{{{sel},code!~"5.."}}[{window}])) '
-        "/ sum(rate(modelserver_requests_total{{{sel}}}[{window}]))"
-    ),
-    "latencyP99": (
-        "histogram_quantile(0.99, sum by (le) (rate(modelserver_request_duration_seconds_bucket{{{sel}}}[{window}])))"
-    ),
-    # Since each pod started: increase() over a window that a young canary series only partly covers skews its
-    # low-count buckets, and that skew alone reads as drift.
-    "predictionDrift": "sum by (le) (modelserver_prediction_bucket{{{sel}}})",
+BUILTIN_QUERIES: dict[str, dict[str, str]] = {
+    # modeldeploy's reference model server (also assumed for custom containers).
+    "modelserver": {
+        "successRate": (
+            'sum(rate(modelserver_requests_total{{{sel},code!~"5.."}}[{window}])) '
+            "/ sum(rate(modelserver_requests_total{{{sel}}}[{window}]))"
+        ),
+        "latencyP99": (
+            "histogram_quantile(0.99, sum by (le) "
+            "(rate(modelserver_request_duration_seconds_bucket{{{sel}}}[{window}])))"
+        ),
+        # Since each pod started: increase() over a window that a young canary series only partly covers skews
+        # its low-count buckets, and that skew alone reads as drift.
+        "predictionDrift": "sum by (le) (modelserver_prediction_bucket{{{sel}}})",
+    },
+    # Seldon MLServer's REST metrics (starlette_exporter names, prefix rest_server); it has no prediction
+    # histogram, so predictionDrift is refused for it.
+    "mlserver": {
+        "successRate": (
+            'sum(rate(rest_server_requests_total{{{sel},status_code!~"5.."}}[{window}])) '
+            "/ sum(rate(rest_server_requests_total{{{sel}}}[{window}]))"
+        ),
+        "latencyP99": (
+            "histogram_quantile(0.99, sum by (le) "
+            "(rate(rest_server_request_duration_seconds_bucket{{{sel}}}[{window}])))"
+        ),
+    },
 }
 # Probabilities this small stand in for empty buckets, so that PSI stays finite.
 PSI_EPSILON = 1e-4
@@ -41,10 +57,14 @@ class MetricQuery:
     """Also measured on the stable track: for relative bounds, and for drift."""
 
 
-def render_query(metric: AnalysisMetric, namespace: str, name: str, revision: str, track: str) -> str:
+def preset_queries(runtime: str) -> dict[str, str]:
+    return BUILTIN_QUERIES.get(runtime, BUILTIN_QUERIES["modelserver"])
+
+
+def render_query(metric: AnalysisMetric, runtime: str, namespace: str, name: str, revision: str, track: str) -> str:
     if metric.builtin is not None:
         selector = SELECTOR.format(namespace=namespace, revision=revision)
-        return BUILTIN_QUERIES[metric.builtin].format(sel=selector, window=metric.window)
+        return preset_queries(runtime)[metric.builtin].format(sel=selector, window=metric.window)
     assert metric.query is not None
     values = {"namespace": namespace, "name": name, "revision": revision, "track": track, "window": metric.window}
     text = metric.query
@@ -53,7 +73,9 @@ def render_query(metric: AnalysisMetric, namespace: str, name: str, revision: st
     return text
 
 
-def queries(analysis: Analysis, namespace: str, name: str, canary: str, stable: str | None) -> list[MetricQuery]:
+def queries(
+    analysis: Analysis, runtime: str, namespace: str, name: str, canary: str, stable: str | None
+) -> list[MetricQuery]:
     out = []
     for metric in analysis.metrics:
         drift = metric.builtin == "predictionDrift"
@@ -62,8 +84,10 @@ def queries(analysis: Analysis, namespace: str, name: str, canary: str, stable: 
             MetricQuery(
                 metric=metric,
                 kind="histogram" if drift else "scalar",
-                canary=render_query(metric, namespace, name, canary, "canary"),
-                stable=render_query(metric, namespace, name, stable, "stable") if needs_stable and stable else None,
+                canary=render_query(metric, runtime, namespace, name, canary, "canary"),
+                stable=render_query(metric, runtime, namespace, name, stable, "stable")
+                if needs_stable and stable
+                else None,
             )
         )
     return out

@@ -565,6 +565,12 @@ class ModelDeploymentSpec(ApiModel):
                     "spec.replicas and spec.autoscaling are mutually exclusive: set one",
                 ),
                 cel(
+                    "!has(self.rollout) || !has(self.rollout.analysis) || !has(self.runtime) || "
+                    "!has(self.runtime.preset) || self.runtime.preset != 'mlserver' || "
+                    "!self.rollout.analysis.metrics.exists(m, has(m.builtin) && m.builtin == 'predictionDrift')",
+                    "predictionDrift needs a prediction histogram, which MLServer does not export",
+                ),
+                cel(
                     REPLICAS_ROUTER_CEL_CANARY_REPLICAS,
                     "rollout.canaryReplicas cannot be used with the replicas router, where the pod ratio is the weight",
                 ),
@@ -581,6 +587,18 @@ class ModelDeploymentSpec(ApiModel):
     def _replicas_or_autoscaling(self) -> ModelDeploymentSpec:
         if self.replicas is not None and self.autoscaling is not None:
             raise ValueError("spec.replicas and spec.autoscaling are mutually exclusive: set one")
+        return self
+
+    @model_validator(mode="after")
+    def _presets_the_runtime_can_feed(self) -> ModelDeploymentSpec:
+        analysis = self.rollout.analysis
+        if analysis is not None and self.runtime.preset == "mlserver":
+            for metric in analysis.metrics:
+                if metric.builtin == "predictionDrift":
+                    raise ValueError(
+                        f"analysis metric {metric.name!r}: predictionDrift needs a prediction histogram, which "
+                        "MLServer does not export; use runtime.preset modelserver or a custom query"
+                    )
         return self
 
     @model_validator(mode="after")
