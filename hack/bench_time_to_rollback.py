@@ -28,7 +28,8 @@ from specs import serving_spec  # noqa: E402
 
 NAME = "bench"
 SUCCESS_RATE = (
-    'sum(rate(modelserver_requests_total{{namespace="{ns}",modeldeploy_io_revision="{rev}",code!~"5.."}}[5s]))'
+    '(sum(rate(modelserver_requests_total{{namespace="{ns}",modeldeploy_io_revision="{rev}",code!~"5.."}}[5s]))'
+    " or vector(0))"
     ' / sum(rate(modelserver_requests_total{{namespace="{ns}",modeldeploy_io_revision="{rev}"}}[5s]))'
 )
 
@@ -87,14 +88,14 @@ def measure(cluster: Cluster, prometheus: PrometheusServer, interval: int) -> tu
             )
             servers.start("canary", revision, "2", error_rate=1.0)
             query = SUCCESS_RATE.format(ns=namespace, rev=revision)
-            while True:
+
+            def breach_visible() -> bool:
                 result = prometheus.query(query)
-                if result and float(result[0]["value"][1]) < 0.95:
-                    visible = time.monotonic()
-                    break
-                time.sleep(0.05)
-            while canary_weight(cluster, namespace) != 0:
-                time.sleep(0.02)
+                return bool(result) and float(result[0]["value"][1]) < 0.95
+
+            wait_for(breach_visible, 120, "the breach to show in Prometheus")
+            visible = time.monotonic()
+            wait_for(lambda: canary_weight(cluster, namespace) == 0, 120, "the route back at 100% stable")
             rolled_back = time.monotonic()
         status = cluster.get("mdep", NAME, namespace)["status"]
         if status["lastRollback"]["reason"] != "AnalysisFailed":

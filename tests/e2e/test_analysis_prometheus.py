@@ -122,10 +122,11 @@ def test_a_good_canary_is_promoted(
     ("faults", "metric"),
     [
         ({"error_rate": 0.5}, "success-rate"),
+        ({"error_rate": 1.0}, "success-rate"),
         ({"extra_latency_seconds": 0.3}, "p99-latency"),
         ({"prediction_shift": 0.5}, "drift"),
     ],
-    ids=["errors", "slower", "drift"],
+    ids=["errors", "all-errors", "slower", "drift"],
 )
 def test_a_worse_canary_is_rolled_back(
     cluster: Cluster,

@@ -18,7 +18,8 @@ BUILTIN_QUERIES: dict[str, dict[str, str]] = {
     # modeldeploy's reference model server (also assumed for custom containers).
     "modelserver": {
         "successRate": (
-            'sum(rate(modelserver_requests_total{{{sel},code!~"5.."}}[{window}])) '
+            # `or vector(0)`: when every request fails there is no success series at all, and that is 0, not no data.
+            '(sum(rate(modelserver_requests_total{{{sel},code!~"5.."}}[{window}])) or vector(0)) '
             "/ sum(rate(modelserver_requests_total{{{sel}}}[{window}]))"
         ),
         "latencyP99": (
@@ -33,7 +34,7 @@ BUILTIN_QUERIES: dict[str, dict[str, str]] = {
     # histogram, so predictionDrift is refused for it.
     "mlserver": {
         "successRate": (
-            'sum(rate(rest_server_requests_total{{{sel},status_code!~"5.."}}[{window}])) '
+            '(sum(rate(rest_server_requests_total{{{sel},status_code!~"5.."}}[{window}])) or vector(0)) '
             "/ sum(rate(rest_server_requests_total{{{sel}}}[{window}]))"
         ),
         "latencyP99": (
