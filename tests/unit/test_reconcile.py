@@ -158,3 +158,30 @@ def test_a_deleted_object_is_left_alone() -> None:
     Reconciler(kube).reconcile("ns", "fraud-scorer")
     assert kube.writes == []
     assert json.dumps(kube.objects) == "{}"
+
+
+def test_prometheus_credentials_come_from_the_named_secret() -> None:
+    import httpx
+
+    from modeldeploy.core.api import PrometheusSource
+    from modeldeploy.reconcile import BearerAuth, ReconcileError
+
+    kube = FakeKube(valid_spec())
+    secrets = {"prom-token": {"token": "s3cret"}, "prom-basic": {"username": "u", "password": "p"}}
+    kube.read_secret = lambda namespace, name: secrets[name]
+    reconciler = Reconciler(kube)
+
+    bearer = reconciler._prometheus_auth(
+        "ns", PrometheusSource(address="http://p:9090", bearer_token_secret={"name": "prom-token", "key": "token"})
+    )
+    request = next(bearer.auth_flow(httpx.Request("GET", "http://p:9090/api/v1/query")))
+    assert isinstance(bearer, BearerAuth)
+    assert request.headers["Authorization"] == "Bearer s3cret"
+    basic = reconciler._prometheus_auth("ns", PrometheusSource(address="http://p:9090", basic_auth_secret="prom-basic"))
+    assert isinstance(basic, httpx.BasicAuth)
+    assert reconciler._prometheus_auth("ns", PrometheusSource(address="http://p:9090")) is None
+    with pytest.raises(ReconcileError, match="has no key 'missing'"):
+        reconciler._prometheus_auth(
+            "ns",
+            PrometheusSource(address="http://p:9090", bearer_token_secret={"name": "prom-token", "key": "missing"}),
+        )
