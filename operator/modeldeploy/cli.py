@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -34,6 +36,16 @@ def run(
     workers: Annotated[int, typer.Option(min=1, max=64, help="Reconciles that may run at once.")] = 4,
     log_format: Annotated[str, typer.Option(help="json (one object a line) or text.")] = "json",
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    peering: Annotated[
+        str | None,
+        typer.Option(
+            help="Kopf peering object for HA replicas: only the highest priority one works. Standalone without."
+        ),
+    ] = None,
+    priority: Annotated[
+        int | None,
+        typer.Option(help="Peering priority; by default derived from the host name, so that replicas differ."),
+    ] = None,
 ) -> None:
     """Run the operator, for all namespaces (default) or the ones given with -n."""
     if namespace and all_namespaces:
@@ -44,7 +56,10 @@ def run(
     from modeldeploy.adapters import metrics
 
     metrics.serve(metrics_port)
-    handlers.run_operator(list(namespace or []), liveness_port, workers, log_format, verbose)
+    if priority is None:
+        # Peers of equal priority all freeze; distinct ones elect the highest.
+        priority = zlib.crc32(socket.gethostname().encode()) % 10_000
+    handlers.run_operator(list(namespace or []), liveness_port, workers, log_format, verbose, peering, priority)
 
 
 @app.command()

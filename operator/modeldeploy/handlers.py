@@ -15,6 +15,7 @@ from modeldeploy.core.naming import MANAGED_BY, MANAGED_BY_LABEL
 from modeldeploy.reconcile import Reconciler
 from modeldeploy.workqueue import Key, WorkQueue
 
+PEERING_LIFETIME_SECONDS = 30
 CHILD_RESOURCES = (
     ("apps", "v1", "deployments"),
     ("", "v1", "services"),
@@ -32,6 +33,8 @@ def configure(settings: kopf.OperatorSettings) -> None:
     # cluster never reach the operator's memory.
     for resource in CHILD_RESOURCES:
         settings.watching.label_selectors[resource] = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+    # With peering, a standby takes over within this many seconds of an active replica dying without a goodbye.
+    settings.peering.lifetime = PEERING_LIFETIME_SECONDS
 
 
 @kopf.on.startup()
@@ -86,7 +89,10 @@ def run_operator(
     workers: int,
     log_format: str,
     verbose: bool,
+    peering: str | None = None,
+    priority: int = 0,
 ) -> None:
+    """Standalone by default; with `peering`, replicas elect one active operator by Kopf peering."""
     kopf.configure(
         verbose=verbose,
         log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.FULL,
@@ -98,7 +104,9 @@ def run_operator(
     kopf.run(
         clusterwide=not namespaces,
         namespaces=namespaces,
-        standalone=True,
+        standalone=peering is None,
+        peering_name=peering,
+        priority=priority,
         liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz",
         memo=kopf.Memo(workers=workers),
     )

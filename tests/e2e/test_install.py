@@ -158,7 +158,10 @@ def test_helm_lint_passes_and_enforces_the_values_schema(
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        (["ha.enabled=true"], "ha.enabled=true is not supported yet"),
+        (
+            ["ha.enabled=true", "rbac.scope=namespaced", "watchNamespaces={a}"],
+            "ha.enabled=true needs rbac.scope=cluster",
+        ),
         (["rbac.scope=namespaced"], "rbac.scope=namespaced needs at least one namespace in watchNamespaces"),
         (["watchNamespaces={a}"], "watchNamespaces is only used with rbac.scope=namespaced"),
         (["serviceAccount.create=false"], "serviceAccount.name is required when serviceAccount.create is false"),
@@ -396,14 +399,14 @@ def token_kubeconfig(cluster: Cluster, path: Path) -> Path:
     return path
 
 
-def wait_installed(cluster: Cluster) -> dict[str, Any]:
-    """The CRD is served and the operator's Deployment is Available (KWOK makes its pod Ready)."""
+def wait_installed(cluster: Cluster, replicas: int = 1) -> dict[str, Any]:
+    """The CRD is served and the operator's Deployment is Available (KWOK makes its pods Ready)."""
     cluster.kubectl("wait", "--for=condition=Established", "crd/modeldeployments.modeldeploy.io", "--timeout=60s")
     deployment: dict[str, Any] = wait_for(
         lambda: (
             (d := cluster.get("deployment", "modeldeploy", SYSTEM))
             and condition(d, "Available").get("status") == "True"
-            and d["status"].get("readyReplicas") == 1
+            and d["status"].get("readyReplicas") == replicas
             and d
         ),
         120,
@@ -678,3 +681,68 @@ def test_kustomize_base_install(fresh_cluster: Cluster, tmp_path: Path) -> None:
             120,
             f"{kind} {name} to be deleted",
         )
+
+
+def test_ha_replicas_elect_one_operator_and_fail_over(
+    fresh_cluster: Cluster, helm_home: dict[str, str], tmp_path: Path
+) -> None:
+    """Two replicas with the chart's HA arguments: the higher priority works, the other takes over when it goes."""
+    cluster = fresh_cluster
+    create_namespace(cluster, SYSTEM)
+    helm(
+        helm_home,
+        *("install", RELEASE, str(CHART), "-n", SYSTEM, "--set", "ha.enabled=true", "--wait", "--timeout", "120s"),
+        kubeconfig=cluster.kubeconfig,
+    )
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        deployment = wait_installed(cluster, replicas=2)
+        args = list(operator_container(deployment)["args"])
+        assert args[args.index("--peering") + 1] == RELEASE
+        assert cluster.kubectl("get", "clusterkopfpeering", RELEASE, check=False).returncode == 0
+        namespace = create_namespace(cluster, f"models-{uuid.uuid4().hex[:6]}")
+        kubeconfig = token_kubeconfig(cluster, tmp_path / "operator.kubeconfig")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
+        env["KUBECONFIG"] = str(kubeconfig)
+        logs = {}
+        for role, priority in (("active", "200"), ("standby", "100")):
+            replica_args = list(args)
+            for flag in ("--metrics-port", "--liveness-port"):
+                replica_args[replica_args.index(flag) + 1] = str(free_port())
+            logs[role] = tmp_path / f"{role}.log"
+            with logs[role].open("ab") as log:
+                processes.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-m",
+                            "modeldeploy",
+                            *replica_args,
+                            "--priority",
+                            priority,
+                            "--log-format",
+                            "text",
+                        ],
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        env=env,
+                    )
+                )
+        wait_for(lambda: "Pausing operations in favour of" in logs["standby"].read_text(), 60, "the standby to pause")
+        serve_the_example(cluster, namespace)
+        assert "Applied Deployment" in logs["active"].read_text()
+        assert "Applied Deployment" not in logs["standby"].read_text(), "only the active replica works"
+
+        processes[0].terminate()
+        processes[0].wait(timeout=30)
+        wait_for(lambda: "Resuming operations" in logs["standby"].read_text(), 60, "the standby to take over")
+        second = create_namespace(cluster, f"models-{uuid.uuid4().hex[:6]}")
+        serve_the_example(cluster, second)
+        assert "Applied Deployment" in logs["standby"].read_text()
+        assert_no_permission_problems(logs["standby"])
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+                process.wait(timeout=30)
+        helm(helm_home, "uninstall", RELEASE, "-n", SYSTEM, "--wait", kubeconfig=cluster.kubeconfig)

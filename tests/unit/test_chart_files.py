@@ -142,7 +142,17 @@ def test_defaults_are_the_documented_ones() -> None:
     }
     assert defaults["rbac"]["scope"] == "cluster"
     assert defaults["watchNamespaces"] == []
-    assert defaults["ha"] == {"enabled": False}
+    assert defaults["ha"] == {"enabled": False, "replicas": 2}
     assert defaults["strategy"] == {"type": "Recreate"}
     assert defaults["serviceMonitor"]["enabled"] is False
     assert defaults["modelPodMonitor"]["enabled"] is False
+
+
+@pytest.mark.parametrize(
+    "copy",
+    [CHART / "crds" / "clusterkopfpeerings.yaml", BASE / "crds" / "clusterkopfpeerings.yaml"],
+    ids=["chart", "kustomize-base"],
+)
+def test_peering_crd_copies_are_byte_identical(copy: Path) -> None:
+    source = ROOT / "manifests" / "peering" / "clusterkopfpeerings.yaml"
+    assert copy.read_bytes() == source.read_bytes(), f"{copy} is stale: cp {source} {copy}"

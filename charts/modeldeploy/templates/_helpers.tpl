@@ -52,8 +52,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{/* Values the schema cannot refuse on its own. Every template includes this, so `helm template` and
 `helm install` fail with the reason instead of rendering something that would not work. */}}
 {{- define "modeldeploy.validate" -}}
-{{- if .Values.ha.enabled }}
-{{- fail "ha.enabled=true is not supported yet: the operator runs Kopf in --standalone mode, so two replicas would both reconcile every ModelDeployment and fight. HA needs Kopf peering (a KopfPeering/ClusterKopfPeering object and a distinct --priority per replica, since equal-priority peers all freeze). Keep ha.enabled=false (one replica, strategy Recreate)." }}
+{{- if and .Values.ha.enabled (ne .Values.rbac.scope "cluster") }}
+{{- fail "ha.enabled=true needs rbac.scope=cluster: the replicas elect one active operator through a ClusterKopfPeering" }}
 {{- end }}
 {{- if eq .Values.rbac.scope "namespaced" }}
 {{- if not .Values.watchNamespaces }}
