@@ -705,7 +705,14 @@ def test_ha_replicas_elect_one_operator_and_fail_over(
         env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
         env["KUBECONFIG"] = str(kubeconfig)
         logs = {}
-        for role, priority in (("active", "200"), ("standby", "100")):
+
+        def peers() -> int:
+            peering = json.loads(cluster.kubectl("get", "clusterkopfpeering", RELEASE, "-o", "json").stdout)
+            return len(peering.get("status") or {})
+
+        # The active replica first, so that the standby meets it at once: two fresh peers that start together
+        # may both work for a moment before they see each other.
+        for count, (role, priority) in enumerate((("active", "200"), ("standby", "100")), start=1):
             replica_args = list(args)
             for flag in ("--metrics-port", "--liveness-port"):
                 replica_args[replica_args.index(flag) + 1] = str(free_port())
@@ -728,7 +735,7 @@ def test_ha_replicas_elect_one_operator_and_fail_over(
                         env=env,
                     )
                 )
-        wait_for(lambda: "Pausing operations in favour of" in logs["standby"].read_text(), 60, "the standby to pause")
+            wait_for(lambda n=count: peers() >= n, 60, f"the {role} replica's keep-alive")
         serve_the_example(cluster, namespace)
         assert "Applied Deployment" in logs["active"].read_text()
         assert "Applied Deployment" not in logs["standby"].read_text(), "only the active replica works"
