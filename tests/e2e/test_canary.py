@@ -183,7 +183,8 @@ def test_weighted_router_writes_the_weight_at_every_step(
     wait_for(lambda: canary_at(cluster, namespace, 1), what="paused after setWeight 25")
     assert weights(cluster, namespace) == [75, 25]
     assert deployment(cluster, namespace, f"{NAME}-canary")["spec"]["replicas"] == 2, "pods decoupled from weight"
-    assert md(cluster, namespace)["status"]["canary"]["actualWeight"] == 25
+    # actualWeight is read back from the router object, so it follows one reconcile after the write.
+    wait_for(lambda: md(cluster, namespace)["status"]["canary"]["actualWeight"] == 25, 30, "the weight read back")
 
     cli(cluster, "promote", NAME, "-n", namespace)
     wait_for(lambda: canary_at(cluster, namespace, 3), what="paused after setWeight 50")
@@ -291,7 +292,11 @@ def test_operator_restart_mid_canary_resumes_at_the_same_step(
 ) -> None:
     traffic, weights = ROUTERS["gatewayAPI"]
     start(cluster, namespace, traffic=traffic)
-    before = wait_for(lambda: canary_at(cluster, namespace, 1), what="paused at step 2")
+    # Settled: the router object carries the weight and the status has read it back.
+    before = wait_for(
+        lambda: (m := canary_at(cluster, namespace, 1)) and m["status"]["canary"]["actualWeight"] == 25 and m,
+        what="paused at step 2 with the weight applied",
+    )
 
     kinds = "mdep,deployment,service,httproute"
     snapshot = cluster.resource_versions(namespace, kinds)
