@@ -19,6 +19,7 @@ import yaml
 from modeldeploy.devcluster.cluster import OPERATOR_USER, free_port
 
 T = TypeVar("T")
+POLL_SECONDS = 0.2
 
 
 def wait_for(predicate: Callable[[], T], timeout: float = 60.0, what: str = "condition") -> T:
@@ -33,7 +34,7 @@ def wait_for(predicate: Callable[[], T], timeout: float = 60.0, what: str = "con
         else:
             if last:
                 return last
-        time.sleep(0.2)
+        time.sleep(POLL_SECONDS)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last result: {last!r}")
 
 
