@@ -189,7 +189,7 @@ class Reconciler:
                 log.warning("[%s/%s] %s: %s", namespace, name, observation.failure_reason, observation.failure_message)
             log.info("[%s/%s] Status updated: phase=%s", namespace, name, status.phase)
         if decision is not None:
-            _count_outcomes(previous, decision.status)
+            _count_outcomes(decision)
         for event in events:
             log.info("[%s/%s] %s: %s", namespace, name, event.reason, event.message)
             try:
@@ -348,11 +348,14 @@ def _bounds(spec: ModelDeploymentSpec) -> dict[tuple[str, str], float]:
     return out
 
 
-def _count_outcomes(previous: ModelDeploymentStatus, current: ModelDeploymentStatus) -> None:
-    for entry in current.history[len(previous.history) :] if len(current.history) > len(previous.history) else []:
-        metrics.ROLLOUT_OUTCOMES.labels(outcome=entry.outcome).inc()
-        if entry.outcome in ("RolledBack", "Aborted"):
-            metrics.ROLLBACKS.labels(reason=entry.reason or entry.outcome).inc()
+def _count_outcomes(decision: Decision) -> None:
+    """Counts canaries that ended, from the Events that say so (the history is capped, so not from it)."""
+    for event in decision.events:
+        if event.reason in ("Promoted", "Superseded", "RolledBack", "Aborted"):
+            metrics.ROLLOUT_OUTCOMES.labels(outcome=event.reason).inc()
+            rollback = decision.status.last_rollback
+            if event.reason in ("RolledBack", "Aborted") and rollback is not None:
+                metrics.ROLLBACKS.labels(reason=rollback.reason).inc()
 
 
 def _failed(observation: Observation, reason: str, message: str) -> Observation:

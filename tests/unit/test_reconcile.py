@@ -185,3 +185,26 @@ def test_prometheus_credentials_come_from_the_named_secret() -> None:
             "ns",
             PrometheusSource(address="http://p:9090", bearer_token_secret={"name": "prom-token", "key": "missing"}),
         )
+
+
+def test_ended_canaries_are_counted_even_with_a_full_history() -> None:
+    from prometheus_client import REGISTRY
+
+    from modeldeploy.core.api import ModelDeploymentStatus, RollbackStatus, ServedModel
+    from modeldeploy.core.rollout import Decision
+    from modeldeploy.core.status import Event
+    from modeldeploy.reconcile import _count_outcomes
+
+    def value(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    model = ServedModel(name="m", version="2", uri="s3://m/2")
+    status = ModelDeploymentStatus(
+        last_rollback=RollbackStatus(revision="r2", model=model, reason="AnalysisFailed", message="x", at="t")
+    )
+    before = value("modeldeploy_rollbacks_total", reason="AnalysisFailed")
+    outcomes = value("modeldeploy_rollout_outcomes_total", outcome="RolledBack")
+    decision = Decision(False, None, False, 0, status, [Event("Warning", "RolledBack", "x"), Event("Normal", "X", "")])
+    _count_outcomes(decision)
+    assert value("modeldeploy_rollbacks_total", reason="AnalysisFailed") == before + 1
+    assert value("modeldeploy_rollout_outcomes_total", outcome="RolledBack") == outcomes + 1

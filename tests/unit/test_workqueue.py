@@ -3,13 +3,15 @@ import itertools
 
 from modeldeploy.workqueue import Key, WorkQueue
 
+YIELD_TO_THE_LOOP = 0  # lets the queue's tasks run between checks
+
 
 async def wait_until(predicate, timeout=5.0):
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not predicate():
         assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0)
+        await asyncio.sleep(YIELD_TO_THE_LOOP)
 
 
 def test_events_for_a_busy_key_collapse_into_one_more_run() -> None:
