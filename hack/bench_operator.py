@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import os
 import sys
 import time
@@ -110,5 +111,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    # A SIGTERM (e.g. from `timeout`) unwinds through the finally blocks, so no cluster is left running.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     main()

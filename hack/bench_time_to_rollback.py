@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -141,4 +142,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    # A SIGTERM (e.g. from `timeout`) unwinds through the finally blocks, so no cluster is left running.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     main()
