@@ -35,3 +35,13 @@ SERVING_RUNTIME = {
 def serving_spec(**overrides: Any) -> dict[str, Any]:
     """A spec whose pods become Ready on any cluster, for the end-to-end tests; no canary steps by default."""
     return valid_spec(**{"runtime": SERVING_RUNTIME, "rollout": {"steps": []}, **overrides})
+
+
+def model_version(version: str) -> dict[str, str]:
+    """The example's model at another version."""
+    return {
+        "name": "fraud-scorer",
+        "version": version,
+        "uri": f"s3://models/fraud-scorer/{version}",
+        "format": "sklearn",
+    }

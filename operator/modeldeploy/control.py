@@ -121,10 +121,6 @@ def dump(obj: Any, output: str) -> str:
     return yaml.safe_dump(obj, sort_keys=False)
 
 
-def _condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
-    return next((c for c in status.get("conditions") or [] if c["type"] == type_), {})
-
-
 def status_view(md: dict[str, Any]) -> Panel:
     status = md.get("status") or {}
     spec = md.get("spec") or {}

@@ -12,7 +12,7 @@ import pytest
 
 from cluster_support import Cluster, Operator, condition, modeldeployment, wait_for
 from modeldeploy.devcluster.dataplane import LoadGenerator, ModelServers, PrometheusServer
-from specs import serving_spec
+from specs import model_version, serving_spec
 
 pytestmark = pytest.mark.e2e
 NAME = "fraud"
@@ -26,12 +26,6 @@ METRICS = [
 def spec(
     version: str, prometheus: PrometheusServer, metrics: list[dict[str, Any]] | None = None, **analysis: Any
 ) -> dict[str, Any]:
-    model = {
-        "name": "fraud-scorer",
-        "version": version,
-        "uri": f"s3://models/fraud-scorer/{version}",
-        "format": "sklearn",
-    }
     rollout = {
         "steps": [{"setWeight": 50}, {"analysis": {"measurements": 3}}],
         "canaryReplicas": 1,
@@ -45,7 +39,7 @@ def spec(
         },
     }
     traffic = {"router": "gatewayAPI", "gatewayAPI": {"parentRefs": [{"name": "public"}]}}
-    return serving_spec(model=model, rollout=rollout, traffic=traffic, replicas=2)
+    return serving_spec(model=model_version(version), rollout=rollout, traffic=traffic, replicas=2)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 
 from cluster_support import Cluster, Operator, condition, modeldeployment, wait_for
 from gitops_health import argocd_health, kstatus
-from specs import serving_spec
+from specs import model_version, serving_spec
 
 pytestmark = pytest.mark.e2e
 
@@ -19,17 +19,11 @@ NAME = "fraud"
 
 
 def spec(version: str, **overrides: Any) -> dict[str, Any]:
-    model = {
-        "name": "fraud-scorer",
-        "version": version,
-        "uri": f"s3://models/fraud-scorer/{version}",
-        "format": "sklearn",
-    }
     rollout = {
         "steps": [{"setWeight": 25}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}],
         "scaleDownDelaySeconds": 1,
     }
-    return serving_spec(model=model, rollout=rollout, **overrides)
+    return serving_spec(model=model_version(version), rollout=rollout, **overrides)
 
 
 def md(cluster: Cluster, namespace: str) -> dict[str, Any]:

@@ -36,12 +36,9 @@ Quantity = Annotated[int | Annotated[str, StringConstraints(pattern=QUANTITY, ma
 ShortString = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 
 
-def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, JsonValue]:
+def cel(rule: str, message: str) -> dict[str, JsonValue]:
     """One `x-kubernetes-validations` entry."""
-    entry: dict[str, JsonValue] = {"rule": rule, "message": message}
-    if field_path:
-        entry["fieldPath"] = field_path
-    return entry
+    return {"rule": rule, "message": message}
 
 
 class ApiModel(BaseModel):

@@ -13,7 +13,6 @@ class SpecError(ValueError):
 
     def __init__(self, field_path: str, message: str) -> None:
         super().__init__(message if message.startswith(field_path) else f"{field_path}: {message}")
-        self.field_path = field_path
 
 
 @dataclass(frozen=True)
