@@ -3,6 +3,9 @@
 #   docker build -t ghcr.io/modeldeploy/modeldeploy:0.1.0 .
 # The builder installs the package and its dependencies into a virtual environment; the final stage copies
 # only that environment and runs it as the non-root user 65532 (the Helm chart and kustomize base expect it).
+# Only the runtime package `modeldeploy` goes in: not the development tools (`modeldeploy_dev`: local control
+# plane, demo, test harness, and their `cryptography` dependency), nor the reference model server, which has
+# its own image (Dockerfile.modelserver). The build checks that neither is importable.
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
@@ -12,9 +15,12 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/modeldeploy
 WORKDIR /src
 COPY pyproject.toml README.md ./
-COPY operator/ operator/
-RUN /opt/modeldeploy/bin/pip install . \
- && /opt/modeldeploy/bin/modeldeploy --help >/dev/null
+COPY operator/modeldeploy/ operator/modeldeploy/
+RUN /opt/modeldeploy/bin/pip install ".[aws]" \
+ && /opt/modeldeploy/bin/modeldeploy --help >/dev/null \
+ && /opt/modeldeploy/bin/python -c "import importlib.util as u, sys; \
+found = [m for m in ('modeldeploy_dev', 'cryptography', 'modelserver') if u.find_spec(m)]; \
+sys.exit(f'not for the operator image: {found}' if found else 0)"
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="modeldeploy" \

@@ -1,6 +1,6 @@
 """Benchmark: the operator on the local control plane. Prints figures; asserts nothing.
 
-    python hack/bench_operator.py [--objects 50]
+    .venv/bin/python hack/bench_operator.py [--objects 50]
 
 Measures, for N ModelDeployments created at once: time until all are Ready, the operator's API writes per
 object (from the API server's audit log), its writes while everything is idle, its resident memory, and the
@@ -19,12 +19,8 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-from cluster_support import Cluster, Operator, modeldeployment, wait_for  # noqa: E402
-from modeldeploy.devcluster.cluster import LocalCluster, bin_dir, build  # noqa: E402
-from specs import serving_spec  # noqa: E402
+from modeldeploy_dev.cluster import LocalCluster, build
+from modeldeploy_dev.testing import Cluster, Operator, modeldeployment, ready_at, serving_spec, wait_for
 
 
 def rss_mib(pid: int) -> float:
@@ -34,15 +30,9 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def all_ready(cluster: Cluster, namespace: str, count: int, generation: int = 1) -> bool:
+def all_ready(cluster: Cluster, namespace: str, count: int) -> bool:
     listing = json.loads(cluster.kubectl("get", "mdep", "-n", namespace, "-o", "json").stdout)["items"]
-    ready = [
-        m
-        for m in listing
-        if m.get("status", {}).get("observedGeneration") == generation
-        and any(c["type"] == "Ready" and c["status"] == "True" for c in m["status"].get("conditions", []))
-    ]
-    return len(ready) == count
+    return sum(ready_at(m) for m in listing) == count
 
 
 def main() -> None:
@@ -56,12 +46,11 @@ def main() -> None:
     started = time.monotonic()
     local.start()
     cluster_start = time.monotonic() - started
-    cluster = Cluster(local.kubeconfig, local.operator_kubeconfig, local.audit_log, str(bin_dir() / "kubectl"))
+    cluster = Cluster.of(local)
     log = Path(local.state_dir) / "logs" / "operator.log"
     operator = Operator(cluster, log)
     try:
-        cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
-        cluster.kubectl("wait", "--for=condition=Established", "crd/modeldeployments.modeldeploy.io")
+        cluster.install_crds()
         cluster.kubectl("create", "namespace", "bench")
         operator.start()
         assert operator.process is not None

@@ -1,6 +1,6 @@
 """Benchmark: time to rollback. Prints figures; asserts nothing.
 
-    python hack/bench_time_to_rollback.py [--intervals 2 5 10]
+    .venv/bin/python hack/bench_time_to_rollback.py [--intervals 2 5 10]
 
 For each analysis interval (failureLimit 0), a healthy canary is measured until the analysis settles, then its
 model server starts failing every request. Two instants are taken:
@@ -16,16 +16,11 @@ import json
 import signal
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-from cluster_support import Cluster, Operator, modeldeployment, wait_for  # noqa: E402
-from modeldeploy.devcluster.cluster import LocalCluster, bin_dir, build  # noqa: E402
-from modeldeploy.devcluster.dataplane import LoadGenerator, ModelServers, PrometheusServer  # noqa: E402
-from specs import serving_spec  # noqa: E402
+from modeldeploy_dev.cluster import LocalCluster, build
+from modeldeploy_dev.dataplane import LoadGenerator, ModelServers, PrometheusServer
+from modeldeploy_dev.testing import Cluster, Operator, modeldeployment, serving_spec, wait_for
 
 NAME = "bench"
 SUCCESS_RATE = (
@@ -113,19 +108,12 @@ def main() -> None:
     build(echo=lambda line: print(line, file=sys.stderr))
     local = LocalCluster.temporary()
     local.start()
-    cluster = Cluster(local.kubeconfig, local.operator_kubeconfig, local.audit_log, str(bin_dir() / "kubectl"))
+    cluster = Cluster.of(local)
     operator = Operator(cluster, local.state_dir / "logs" / "operator.log")
     prometheus = PrometheusServer()
     rows = []
     try:
-        cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
-        cluster.kubectl("apply", "-f", str(ROOT / "tests" / "data" / "crds" / "httproutes.yaml"))
-        cluster.kubectl(
-            "wait",
-            "--for=condition=Established",
-            "crd/modeldeployments.modeldeploy.io",
-            "crd/httproutes.gateway.networking.k8s.io",
-        )
+        cluster.install_crds()
         operator.start()
         prometheus.start()
         for interval in args.intervals:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The README's first command: installs what is missing, then runs `modeldeploy demo` (arguments pass through).
+# The README's first command: installs what is missing (into the project's .venv), then runs
+# `modeldeploy-dev demo` (arguments pass through).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash hack/install-deps.sh
-exec python3 -m modeldeploy demo "$@"
+exec .venv/bin/modeldeploy-dev demo "$@"

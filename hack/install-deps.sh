@@ -1,16 +1,48 @@
 #!/usr/bin/env bash
-# Installs what modeldeploy's tests and demo need beyond Go and Python: the Python packages, and Prometheus
-# from Debian's packages (the analysis runs against a real Prometheus server).
+# Installs what modeldeploy's tests and demo need beyond Go and Python:
+#   - the project's virtual environment .venv (created with `python3 -m venv` if missing), holding the package
+#     in editable mode with its `dev` extra, at the versions pinned in requirements/dev.lock;
+#   - Prometheus from Debian's packages (the analysis runs against a real Prometheus server).
+# Nothing is installed into the machine's own Python. With --python-only, only the virtual environment.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-python3 -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+VENV=.venv
+LOCK=requirements/dev.lock
+die() { echo "error: $*" >&2; exit 1; }
+sudo_cmd=""
+[ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+
+if [ ! -x "$VENV/bin/python" ]; then
+  command -v python3 >/dev/null || die "Python >= 3.11 is needed (python3 is not installed)"
+  python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+    || die "Python >= 3.11 is needed (python3 is $(python3 --version 2>&1))"
+  echo "creating the virtual environment $VENV"
+  if ! python3 -m venv "$VENV"; then
+    # Debian's python3 leaves venv's pip bootstrap to a separate package.
+    rm -rf "$VENV"
+    command -v apt-get >/dev/null || die "python3 -m venv failed; install Python's venv module"
+    echo "installing python3-venv (Debian package)"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    python3 -m venv "$VENV"
+  fi
+fi
+
+# Reinstall only when the dependencies or the lock changed since the last install into this environment.
+stamp="$VENV/.modeldeploy-installed"
+wanted=$(cat pyproject.toml "$LOCK" | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+  echo "installing the Python packages into $VENV (pinned by $LOCK)"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -c "$LOCK" -e '.[dev]'
+  echo "$wanted" > "$stamp"
+fi
+
+[ "${1:-}" = "--python-only" ] && exit 0
 
 if ! command -v prometheus >/dev/null 2>&1; then
   echo "installing Prometheus (Debian package prometheus)"
-  sudo_cmd=""
-  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
-command -v prometheus >/dev/null || { echo "error: Prometheus could not be installed" >&2; exit 1; }
+command -v prometheus >/dev/null || die "Prometheus could not be installed"

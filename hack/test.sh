@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything modeldeploy needs and runs every check: lint, types, layering, unit and end-to-end tests.
+# Python tools run from the project's virtual environment .venv (hack/install-deps.sh creates it).
 # The end-to-end tests start a real local control plane (built from Go modules on first use, then cached).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,21 +9,22 @@ step() { printf '\n== %s\n' "$*"; }
 
 command -v go >/dev/null || { echo "error: Go >= 1.26 is needed to build the local control plane" >&2; exit 1; }
 
-step "dependencies: Python packages, Prometheus"
+step "dependencies: the virtual environment .venv (requirements/dev.lock), Prometheus"
 bash hack/install-deps.sh
+bin=.venv/bin
 
 step "lint (ruff), types (mypy), layering (import-linter)"
-ruff check operator tests hack
-ruff format --check operator tests hack
-mypy
-lint-imports
+"$bin/ruff" check operator tests hack
+"$bin/ruff" format --check operator tests hack
+"$bin/mypy"
+"$bin/lint-imports"
 
 step "control plane binaries (cached under ${MODELDEPLOY_CACHE:-~/.cache/modeldeploy})"
-python3 -m modeldeploy cluster build
+"$bin/modeldeploy-dev" cluster build
 
 step "tests"
 set +e
-python3 -m pytest "$@"
+"$bin/python" -m pytest "$@"
 status=$?
 set -e
 if [ "$status" -eq 5 ]; then

@@ -1,15 +1,21 @@
-"""Test data shared by the unit and end-to-end suites."""
+"""Test data shared by the unit and end-to-end suites: the bad-spec catalogue and the example's spec.
+
+The specs that serve on a cluster (and the example itself) live in the end-to-end harness,
+`modeldeploy_dev.testing`, which the benchmarks in hack/ use too; they are re-exported here.
+"""
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from modeldeploy_dev.testing import EXAMPLE, SERVING_RUNTIME, example_spec, model_version, serving_spec
+
+__all__ = ["DATA", "EXAMPLE", "SERVING_RUNTIME", "bad_specs", "model_version", "serving_spec", "valid_spec"]
+
 DATA = Path(__file__).parent / "data"
-EXAMPLE = Path(__file__).resolve().parent.parent / "manifests" / "examples" / "fraud-scorer.yaml"
 
 
 def bad_specs(*stages: str) -> list[dict[str, Any]]:
@@ -18,30 +24,5 @@ def bad_specs(*stages: str) -> list[dict[str, Any]]:
 
 
 def valid_spec(**overrides: Any) -> dict[str, Any]:
-    spec: dict[str, Any] = copy.deepcopy(yaml.safe_load(EXAMPLE.read_text())["spec"])
-    spec.update(overrides)
-    return spec
-
-
-# A container that really serves on a real kubelet (kind) as well as under KWOK: agnhost's HTTP echo server.
-SERVING_RUNTIME = {
-    "preset": "custom",
-    "image": "registry.k8s.io/e2e-test-images/agnhost:2.53",
-    "port": 8080,
-    "args": ["netexec", "--http-port=8080"],
-}
-
-
-def serving_spec(**overrides: Any) -> dict[str, Any]:
-    """A spec whose pods become Ready on any cluster, for the end-to-end tests; no canary steps by default."""
-    return valid_spec(**{"runtime": SERVING_RUNTIME, "rollout": {"steps": []}, **overrides})
-
-
-def model_version(version: str) -> dict[str, str]:
-    """The example's model at another version."""
-    return {
-        "name": "fraud-scorer",
-        "version": version,
-        "uri": f"s3://models/fraud-scorer/{version}",
-        "format": "sklearn",
-    }
+    """manifests/examples/fraud-scorer.yaml's spec, with top-level fields replaced by `overrides`."""
+    return example_spec(**overrides)

@@ -1,4 +1,6 @@
-"""The `modeldeploy` command."""
+"""The `modeldeploy` command: the operator, its CRD, and the manual controls (also the kubectl plugin).
+
+The local control plane and the demo are development tools: see the `modeldeploy-dev` command."""
 
 from __future__ import annotations
 
@@ -14,15 +16,26 @@ from rich.live import Live
 
 from modeldeploy import control
 from modeldeploy.core import crd as crd_module
-from modeldeploy.devcluster.cluster import ClusterError, LocalCluster, bin_dir, build, cache_dir
 
 app = typer.Typer(help="modeldeploy: ship ML models on Kubernetes.", no_args_is_help=True)
 
 
 @app.command()
-def crd() -> None:
-    """Print the ModelDeployment CRD generated from the API models."""
-    typer.echo(crd_module.crd_yaml(), nl=False)
+def crd(
+    output_dir: Annotated[
+        list[Path] | None,
+        typer.Option("--output-dir", "-o", help="Write one file per CRD into this directory; repeat for several."),
+    ] = None,
+) -> None:
+    """Print the CRDs generated from the API models, or write them (`hack/generate-crds.sh` updates every copy)."""
+    files = crd_module.crd_files()
+    if not output_dir:
+        typer.echo("---\n".join(files.values()), nl=False)
+        return
+    for directory in output_dir:
+        for name, text in files.items():
+            (directory / name).write_text(text)
+            typer.echo(f"wrote {directory / name}")
 
 
 @app.command()
@@ -60,86 +73,6 @@ def run(
         # Peers of equal priority all freeze; distinct ones elect the highest.
         priority = zlib.crc32(socket.gethostname().encode()) % 10_000
     handlers.run_operator(list(namespace or []), liveness_port, workers, log_format, verbose, peering, priority)
-
-
-@app.command()
-def demo(
-    file: Annotated[Path, typer.Option("--file", "-f", help="The ModelDeployment to deploy.")] = Path(
-        "manifests/examples/fraud-scorer.yaml"
-    ),
-    keep: Annotated[bool, typer.Option(help="Leave the cluster and the operator running afterwards.")] = False,
-) -> None:
-    """Build (or reuse) a local cluster, run the operator, deploy a model and roll out a new version, live."""
-    from modeldeploy import demo as demo_module
-
-    raise typer.Exit(demo_module.main(file, keep))
-
-
-cluster_app = typer.Typer(help="A local Kubernetes control plane built from Go modules (no Docker needed).")
-app.add_typer(cluster_app, name="cluster")
-
-
-def _state_dir(name: str) -> Path:
-    return cache_dir() / "clusters" / name
-
-
-@cluster_app.command("build")
-def cluster_build() -> None:
-    """Build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, KWOK and helm (cached)."""
-    try:
-        build(echo=typer.echo)
-    except ClusterError as error:
-        typer.secho(f"error: {error}", fg="red", err=True)
-        raise typer.Exit(1) from error
-
-
-@cluster_app.command("up")
-def cluster_up(
-    name: Annotated[str, typer.Option(help="Cluster name; its state lives in the cache.")] = "local",
-    nodes: Annotated[int, typer.Option(min=1, max=100, help="Fake KWOK nodes.")] = 1,
-) -> None:
-    """Start a local cluster in the background (building the binaries first if needed)."""
-    cluster = LocalCluster(_state_dir(name), nodes=nodes)
-    if cluster.running():
-        typer.echo(f"cluster {name!r} is already running\nexport KUBECONFIG={cluster.kubeconfig}")
-        return
-    try:
-        build(echo=typer.echo)
-        started = time.monotonic()
-        cluster.stop()  # clears what a crashed earlier run left behind
-        cluster.start()
-    except ClusterError as error:
-        typer.secho(f"error: {error}", fg="red", err=True)
-        raise typer.Exit(1) from error
-    typer.echo(
-        f"cluster {name!r} is up in {time.monotonic() - started:.1f}s (everything on 127.0.0.1)\n"
-        f"  export KUBECONFIG={cluster.kubeconfig}\n"
-        f"  export PATH={bin_dir()}:$PATH\n"
-        f"  kubectl get nodes\n"
-        f"stop it with: modeldeploy cluster down --name {name}"
-    )
-
-
-@cluster_app.command("down")
-def cluster_down(name: Annotated[str, typer.Option(help="Cluster name.")] = "local") -> None:
-    """Stop a local cluster: every process ends and its state directory is removed."""
-    cluster = LocalCluster(_state_dir(name))
-    if not cluster.state_dir.exists():
-        typer.echo(f"cluster {name!r} is not running")
-        return
-    cluster.stop()
-    typer.echo(f"cluster {name!r} stopped and removed")
-
-
-@cluster_app.command("status")
-def cluster_status(name: Annotated[str, typer.Option(help="Cluster name.")] = "local") -> None:
-    """Say whether a local cluster runs, and where its kubeconfig is."""
-    cluster = LocalCluster(_state_dir(name))
-    if cluster.running():
-        typer.echo(f"cluster {name!r} is running\nexport KUBECONFIG={cluster.kubeconfig}")
-    else:
-        typer.echo(f"cluster {name!r} is not running")
-        raise typer.Exit(1)
 
 
 # -- manual controls and views; also the kubectl plugin (`kubectl modeldeploy ...`) --------------------------

@@ -21,6 +21,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 from modeldeploy.core import api
+from modeldeploy.core.api import Outcome
 from modeldeploy.core.naming import ACTION_ANNOTATION, PAUSED_ANNOTATION
 
 console = Console()
@@ -200,12 +201,19 @@ def status_view(md: dict[str, Any]) -> Panel:
     return Panel(Group(*parts), title=f"ModelDeployment {name}")
 
 
+OUTCOME_COLOURS: dict[Outcome, str] = {
+    "Deployed": "green",
+    "Promoted": "green",
+    "Superseded": "yellow",
+    "RolledBack": "red",
+    "Aborted": "red",
+}
+
+
 def history_table(md: dict[str, Any]) -> Table:
     table = Table("revision", "model version", "outcome", "started", "finished", "reason", expand=True)
     for entry in (md.get("status") or {}).get("history") or []:
-        colour = (
-            "green" if entry["outcome"] == "Promoted" else ("yellow" if entry["outcome"] == "Superseded" else "red")
-        )
+        colour = OUTCOME_COLOURS.get(entry["outcome"], "white")
         table.add_row(
             entry["revision"],
             entry["model"]["version"],

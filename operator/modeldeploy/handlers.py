@@ -10,20 +10,14 @@ import kopf
 
 from modeldeploy.adapters import metrics
 from modeldeploy.adapters.kube import Kube, load_api_client
-from modeldeploy.core import api
+from modeldeploy.core import api, children
 from modeldeploy.core.naming import MANAGED_BY, MANAGED_BY_LABEL
 from modeldeploy.reconcile import Reconciler
 from modeldeploy.workqueue import Key, WorkQueue
 
 PEERING_LIFETIME_SECONDS = 30
-CHILD_RESOURCES = (
-    ("apps", "v1", "deployments"),
-    ("", "v1", "services"),
-    ("autoscaling", "v2", "horizontalpodautoscalers"),
-    ("networking.k8s.io", "v1", "ingresses"),
-    ("gateway.networking.k8s.io", "v1", "httproutes"),
-    ("networking.istio.io", "v1", "virtualservices"),
-)
+# Every kind of child, from the core's registry (the workload plus every router's resources), as Kopf names them.
+CHILD_RESOURCES = tuple((r.group, r.version, r.plural) for r in children.CHILD_RESOURCES)
 
 
 def configure(settings: kopf.OperatorSettings) -> None:

@@ -6,34 +6,35 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Generator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from modeldeploy.adapters import metrics
-from modeldeploy.adapters.kube import RESOURCES, Kube
-from modeldeploy.adapters.prometheus import Prometheus
-from modeldeploy.core.analysis import Raw, evaluate, queries
+from modeldeploy.adapters import metrics, providers
+from modeldeploy.adapters.kube import KubeApi
+from modeldeploy.core.analysis import evaluate, queries
 from modeldeploy.core.api import (
     ActionStatus,
+    HistoryEntry,
     Measurement,
     ModelDeploymentSpec,
     ModelDeploymentStatus,
-    PrometheusSource,
-    ServedModel,
+    parse_duration,
 )
+from modeldeploy.core.children import CHILD_RESOURCES, ROUTING_RESOURCES, routers_writing
 from modeldeploy.core.compare import contains
+from modeldeploy.core.fetch import FetchReport, needs_fetch, read_fetch_report
 from modeldeploy.core.naming import ACTION_ANNOTATION, PAUSED_ANNOTATION, Owner, canary_name
 from modeldeploy.core.presets import SpecError
 from modeldeploy.core.render import live_template, pod_template, render
 from modeldeploy.core.rollout import Action, Decision, Observed, decide, measurement_due, parse_action
-from modeldeploy.core.routers import ROUTERS, ROUTING_KINDS
+from modeldeploy.core.routers import ROUTERS
+from modeldeploy.core.source import pinned_spec, served_model
 from modeldeploy.core.status import (
+    ANALYSIS_TEMPLATE_NOT_FOUND,
     APPLY_FAILED,
     INVALID_SPEC,
     DeploymentState,
@@ -43,17 +44,22 @@ from modeldeploy.core.status import (
     now_rfc3339,
     status_patch,
 )
+from modeldeploy.core.templates import Resolved, Template, describe_ref, resolve
 from modeldeploy.core.validation import validate
+from modeldeploy.sources import SourceResolver
 
 log = logging.getLogger("modeldeploy.reconcile")
 
-CHILD_KINDS = ("Deployment", "Service", "HorizontalPodAutoscaler", *ROUTING_KINDS)
+CHILD_KINDS = tuple(resource.kind for resource in CHILD_RESOURCES)
+_ROUTING_BY_KIND = {resource.kind: resource for resource in ROUTING_RESOURCES}
 
 
 @dataclass
 class ReconcileError(Exception):
     reason: str
     message: str
+    retry_after: float | None = None
+    """Look again this much later: for what a change elsewhere (e.g. a template created) fixes without an event."""
 
 
 def _previous_status(raw: dict[str, Any]) -> ModelDeploymentStatus:
@@ -88,8 +94,9 @@ def _pending_action(
 
 
 class Reconciler:
-    def __init__(self, kube: Kube) -> None:
+    def __init__(self, kube: KubeApi, sources: SourceResolver | None = None) -> None:
         self.kube = kube
+        self.sources = sources or SourceResolver(kube)
 
     def reconcile(self, namespace: str, name: str) -> float | None:
         """Returns when to look again (a canary in progress), or None."""
@@ -112,12 +119,13 @@ class Reconciler:
         md = self.kube.get_modeldeployment(namespace, name)
         if md is None or md["metadata"].get("deletionTimestamp"):
             metrics.OBJECTS.set(namespace, name, None)
+            self.sources.forget((namespace, name))
             return None
         meta = md["metadata"]
         annotations = meta.get("annotations") or {}
         owner = Owner(name=name, namespace=namespace, uid=meta["uid"])
         raw_status = md.get("status") or {}
-        previous = _previous_status(raw_status)
+        stored = previous = _previous_status(raw_status)
         now = datetime.now(UTC)
         action, rejected_action = _pending_action(annotations, previous, now)
         paused = annotations.get(PAUSED_ANNOTATION) == "true"
@@ -126,10 +134,22 @@ class Reconciler:
             generation=int(meta.get("generation") or 0), spec=None, revision=None, deployment=None, paused=paused
         )
         decision: Decision | None = None
+        retry: float | None = None
+        look_again: float | None = None
         try:
-            spec = validate(name, md.get("spec") or {})
+            declared = validate(name, md.get("spec") or {})
+            if declared.model.registry_reference is not None:
+                resolution = self.sources.resolve((namespace, name), declared, previous.source, now)
+                observation = replace(observation, spec=declared, source=resolution.report)
+                look_again = resolution.look_again
+                if resolution.source is None:
+                    raise ReconcileError(resolution.report.reason, resolution.report.message, resolution.look_again)
+                previous = previous.model_copy(update={"source": resolution.source})
+            elif previous.source is not None:
+                previous = previous.model_copy(update={"source": None})  # no longer a registry source
+            spec = pinned_spec(declared, previous.source)
             target = pod_template(owner, spec)
-            observation = Observation(observation.generation, spec, target.revision, None, paused=paused)
+            observation = replace(observation, spec=spec, revision=target.revision)
             live = self._live_children(owner)
             stable_live = live.get(("Deployment", name))
             canary_live = live.get(("Deployment", canary_name(owner)))
@@ -142,9 +162,17 @@ class Reconciler:
                 action=action,
             )
             if measurement_due(spec, previous, now):
-                observed = replace(observed, measurements=self._measure(spec, owner, previous, now))
-            model = ServedModel(name=spec.model.name, version=spec.model.version, uri=spec.model.uri)
+                resolved, measured = self._measure(spec, owner, previous, now)
+                rollout = spec.rollout.model_copy(update={"analysis": resolved.analysis})
+                spec = spec.model_copy(update={"rollout": rollout})
+                observed = replace(observed, measurements=measured, analysis_templates=resolved.templates)
+            known = spec.model.digest or _known_digest(previous, target.revision)
+            fetch = self._fetch_report(owner, spec, target.revision, previous, known)
+            digest = known or (fetch.digest if fetch else None)
+            observation = replace(observation, fetch=fetch, digest=digest)
+            model = served_model(spec, previous.source, digest)
             decision = decide(spec, target.revision, model, observed, previous, now)
+            self.sources.tag_outcomes(namespace, declared, _ended(decision))
             stable_template = live_template(stable_live) if stable_live and not decision.stable_runs_target else target
             desired = render(
                 owner,
@@ -158,17 +186,16 @@ class Reconciler:
             if canary_live is not None and decision.canary_replicas is None and not decision.delete_canary:
                 keep.add(("Deployment", canary_name(owner)))  # drains until its scale-down time
             stable_after = self._converge(owner, desired, live, keep)
-            observation = Observation(
-                observation.generation, spec, target.revision, DeploymentState.from_object(stable_after), paused=paused
-            )
+            observation = replace(observation, spec=spec, deployment=DeploymentState.from_object(stable_after))
         except SpecError as error:
             observation = _failed(observation, INVALID_SPEC, str(error))
         except ReconcileError as error:
             observation = _failed(observation, error.reason, error.message)
             decision = None
+            retry = error.retry_after
 
         current = decision.status if decision else previous
-        status, events = compute_status(previous, current, observation, now)
+        status, events = compute_status(stored, current, observation, now)
         events = [*(decision.events if decision else []), *events]
         if rejected_action is not None:
             status = status.model_copy(update={"last_action": rejected_action})
@@ -196,51 +223,67 @@ class Reconciler:
                 self.kube.emit_event(md, event)
             except ApiException as error:
                 log.warning("[%s/%s] Could not post Event %s: %s", namespace, name, event.reason, error.reason)
-        return decision.requeue_after if decision else None
+        return _soonest(decision.requeue_after if decision else retry, look_again)
+
+    def _fetch_report(
+        self, owner: Owner, spec: ModelDeploymentSpec, revision: str, previous: ModelDeploymentStatus, known: str | None
+    ) -> FetchReport | None:
+        """What the revision's pods said of their model fetch; read only while it matters: the digest is unknown,
+        or the revision's pods are not all ready (a failing fetch would be why)."""
+        if not needs_fetch(spec.model.uri) or (known is not None and not _pods_pending(previous, revision)):
+            return None
+        return read_fetch_report(self.kube.list_pods(owner.namespace, owner.name, revision))
 
     def _measure(
         self, spec: ModelDeploymentSpec, owner: Owner, previous: ModelDeploymentStatus, now: datetime
-    ) -> list[Measurement]:
-        """One analysis tick: every metric measured against Prometheus, each query bounded by its timeout."""
+    ) -> tuple[Resolved, list[Measurement]]:
+        """One analysis tick: the templates read and merged, every metric measured by its provider, each request
+        bounded by its timeout."""
         analysis = spec.rollout.analysis
         assert analysis is not None
         assert previous.canary is not None
         stamp = now_rfc3339(now)
         stable = previous.stable.revision if previous.stable else None
-        planned = queries(analysis, spec.runtime.preset, owner.namespace, owner.name, previous.canary.revision, stable)
-        try:
-            auth = self._prometheus_auth(owner.namespace, analysis.prometheus)
-        except ReconcileError as error:
-            return [evaluate(q.metric, Raw(canary=None, error=error.message), stamp) for q in planned]
-        prometheus = Prometheus(analysis.prometheus, auth)
-        try:
-            measurements = [evaluate(q.metric, prometheus.measure(q), stamp) for q in planned]
-        finally:
-            prometheus.close()
+        resolved = self._resolve(spec, owner.namespace)
+        planned = queries(
+            resolved.analysis,
+            spec.runtime.preset,
+            owner.namespace,
+            owner.name,
+            previous.canary.revision,
+            stable,
+            resolved.sources,
+        )
+        raws = providers.measure(planned, providers.Context(owner.namespace, owner.name, self.kube))
+        measurements = [evaluate(q.metric, raw, stamp) for q, raw in zip(planned, raws, strict=True)]
         for measurement in measurements:
             metrics.MEASUREMENTS.labels(result=measurement.result).inc()
-        return measurements
+        return resolved, measurements
 
-    def _prometheus_auth(self, namespace: str, source: PrometheusSource) -> httpx.Auth | None:
-        secret_name = source.basic_auth_secret or (
-            source.bearer_token_secret.name if source.bearer_token_secret else None
-        )
-        if secret_name is None:
-            return None
+    def _resolve(self, spec: ModelDeploymentSpec, namespace: str) -> Resolved:
+        """The analysis with its templates merged in. A template missing or in conflict holds the canary where it
+        is (nothing is measured, written or promoted) and is looked at again after an interval."""
+        analysis = spec.rollout.analysis
+        assert analysis is not None
+        retry = parse_duration(analysis.interval)
+        templates = []
+        for ref in analysis.templates:
+            obj = self.kube.get_analysis_template(ref.cluster_scope, namespace, ref.name)
+            if obj is None:
+                raise ReconcileError(
+                    ANALYSIS_TEMPLATE_NOT_FOUND,
+                    f"{describe_ref(ref, namespace)} not found; the canary holds (no weight change, promotion or "
+                    "rollback) until it exists or spec.rollout.analysis.templates no longer names it",
+                    retry,
+                )
+            try:
+                templates.append(Template.from_object(ref, namespace, obj))
+            except SpecError as error:
+                raise ReconcileError(INVALID_SPEC, str(error), retry) from error
         try:
-            data = self.kube.read_secret(namespace, secret_name)
-        except ApiException as error:
-            raise ReconcileError(
-                "AnalysisError", f"cannot read Secret {namespace}/{secret_name}: {error.reason}"
-            ) from error
-        if source.bearer_token_secret is not None:
-            key = source.bearer_token_secret.key
-            if key not in data:
-                raise ReconcileError("AnalysisError", f"Secret {namespace}/{secret_name} has no key {key!r}")
-            return BearerAuth(data[key])
-        if "username" not in data or "password" not in data:
-            raise ReconcileError("AnalysisError", f"Secret {namespace}/{secret_name} needs keys username and password")
-        return httpx.BasicAuth(data["username"], data["password"])
+            return resolve(analysis, templates, spec.runtime.preset)
+        except SpecError as error:
+            raise ReconcileError(INVALID_SPEC, str(error), retry) from error
 
     def _live_children(self, owner: Owner) -> dict[tuple[str, str], dict[str, Any]]:
         """Our children by (kind, name); objects that only carry our labels are not ours."""
@@ -301,11 +344,13 @@ class Reconciler:
                 raise ReconcileError(
                     INVALID_SPEC, f"the API server rejected {kind} {child_name}: {_api_message(error)}"
                 ) from error
-            if error.status == 404 and kind in RESOURCES and kind in ROUTING_KINDS:
+            if error.status == 404 and kind in _ROUTING_BY_KIND:
+                served = f"{kind} ({_ROUTING_BY_KIND[kind].api_version})"
+                routers = " or ".join(routers_writing(kind))
                 raise ReconcileError(
                     "RouterUnavailable",
-                    f"the cluster does not serve {kind} ({RESOURCES[kind].api_version}), which the chosen traffic "
-                    "router writes; install it or choose another spec.traffic.router",
+                    f"the cluster does not serve {served}, which the {routers} traffic router writes; "
+                    "install it or choose another spec.traffic.router",
                 ) from error
             if error.status == 403:
                 raise ReconcileError(
@@ -315,15 +360,6 @@ class Reconciler:
         metrics.API_WRITES.labels(kind=kind, verb="apply").inc()
         log.info("[%s/%s] Applied %s %s", owner.namespace, owner.name, kind, child_name)
         return result
-
-
-class BearerAuth(httpx.Auth):
-    def __init__(self, token: str) -> None:
-        self.token = token
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers["Authorization"] = f"Bearer {self.token}"
-        yield request
 
 
 def _last_values(status: ModelDeploymentStatus) -> dict[str, float]:
@@ -359,15 +395,35 @@ def _count_outcomes(decision: Decision) -> None:
 
 
 def _failed(observation: Observation, reason: str, message: str) -> Observation:
-    return Observation(
-        observation.generation,
-        observation.spec,
-        observation.revision,
-        None,
-        failure_reason=reason,
-        failure_message=message,
-        paused=observation.paused,
-    )
+    return replace(observation, deployment=None, failure_reason=reason, failure_message=message)
+
+
+def _known_digest(previous: ModelDeploymentStatus, revision: str) -> str | None:
+    for track in (previous.canary, previous.stable):
+        if track is not None and track.revision == revision and track.model.digest:
+            return track.model.digest
+    return None
+
+
+def _pods_pending(previous: ModelDeploymentStatus, revision: str) -> bool:
+    """The revision's pods are not all ready yet, as far as the last status knows."""
+    canary = previous.canary
+    if canary is not None and canary.revision == revision:
+        return canary.ready_replicas < canary.replicas
+    return previous.phase not in ("Ready", "ScaledToZero")
+
+
+def _soonest(*delays: float | None) -> float | None:
+    known = [delay for delay in delays if delay is not None]
+    return min(known) if known else None
+
+
+def _ended(decision: Decision) -> list[HistoryEntry]:
+    """The history entries of canaries this decision ended (at most one)."""
+    ended = {"Promoted", "RolledBack", "Aborted", "Superseded"}
+    if any(event.reason in ended for event in decision.events) and decision.status.history:
+        return [decision.status.history[-1]]
+    return []
 
 
 def _api_message(error: ApiException) -> str:

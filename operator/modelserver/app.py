@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import os
-import pickle
 import random
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import numpy as np
 from fastapi import FastAPI, HTTPException, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from pydantic import BaseModel
+
+from modelserver.digest import FETCH_RECORD
+from modelserver.models import Model, ModelLoadError, builtin_logistic, load_from_dir, load_uri
+
+log = logging.getLogger("modelserver")
 
 PREDICTION_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -22,40 +28,58 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 @dataclass(frozen=True)
 class Settings:
-    """From the environment the operator gives every container (MODEL_*), plus fault injection for drills."""
+    """From the environment the operator gives every container (MODEL_*), plus fault injection for drills.
+
+    `model_dir` (MODEL_DIR) is where `modelserver fetch` put the model; `model_format` (MODEL_FORMAT) is
+    `sklearn`, `mlflow` or `onnx`, or empty to tell it from the files.
+    """
 
     name: str
     version: str
     uri: str
+    model_dir: str | None = None
+    model_format: str | None = None
     error_rate: float = 0.0
     extra_latency_seconds: float = 0.0
     prediction_shift: float = 0.0
 
     @classmethod
     def from_env(cls) -> Settings:
+        model_dir = os.environ.get("MODEL_DIR") or None
         return cls(
             name=os.environ.get("MODEL_NAME", "model"),
             version=os.environ.get("MODEL_VERSION", "1"),
-            uri=os.environ.get("MODEL_URI", "builtin://logistic"),
+            # The demo model only when nothing names a model: MODEL_DIR alone serves what is there.
+            uri=os.environ.get("MODEL_URI") or ("" if model_dir else "builtin://logistic"),
+            model_dir=model_dir,
+            model_format=os.environ.get("MODEL_FORMAT") or None,
             error_rate=float(os.environ.get("MODELSERVER_ERROR_RATE", "0")),
             extra_latency_seconds=float(os.environ.get("MODELSERVER_EXTRA_LATENCY_SECONDS", "0")),
             prediction_shift=float(os.environ.get("MODELSERVER_PREDICTION_SHIFT", "0")),
         )
 
 
-def load_model(uri: str) -> Any:
-    """A scikit-learn estimator: a pickle at file://..., or builtin://logistic, trained here on fixed data."""
-    parsed = urlparse(uri)
-    if parsed.scheme == "file":
-        with open(parsed.path, "rb") as handle:
-            return pickle.load(handle)
-    if uri == "builtin://logistic":
-        from sklearn.datasets import make_classification
-        from sklearn.linear_model import LogisticRegression
+def load_model(settings: Settings) -> tuple[Model, str]:
+    """The model and its platform: builtin://, else from MODEL_DIR when set, else the file:// URI."""
+    if settings.uri.startswith("builtin://"):
+        if settings.uri != "builtin://logistic":
+            raise ModelLoadError(f"unknown built-in model {settings.uri!r}: the only one is builtin://logistic")
+        return builtin_logistic(), "sklearn"
+    if settings.model_dir:
+        model, found = load_from_dir(Path(settings.model_dir), settings.model_format)
+        via = " (MLflow model)" if found.via_mlflow else ""
+        log.info("loaded %s model %s%s%s", found.platform, found.path, via, _fetched(Path(settings.model_dir)))
+        return model, found.platform
+    return load_uri(settings.uri), "sklearn"
 
-        features, labels = make_classification(n_samples=500, n_features=4, random_state=7)
-        return LogisticRegression().fit(features, labels)
-    raise ValueError(f"unsupported model URI {uri!r}: use file:///path/to/model.pkl or builtin://logistic")
+
+def _fetched(model_dir: Path) -> str:
+    """What `modelserver fetch` recorded beside the model: its source and digest, for the log."""
+    try:
+        record = json.loads((model_dir / FETCH_RECORD).read_text())
+        return f", fetched from {record['uri']} ({record['digest']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
 
 
 class Tensor(BaseModel):
@@ -71,7 +95,7 @@ class InferenceRequest(BaseModel):
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
-    model = load_model(settings.uri)
+    model, platform = load_model(settings)
     registry = CollectorRegistry()
     labels = {"model": settings.name, "version": settings.version}
     requests = Counter(
@@ -108,7 +132,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def metadata(name: str) -> dict[str, Any]:
         if name != settings.name:
             raise HTTPException(404, f"model {name!r} is not served here")
-        return {"name": settings.name, "versions": [settings.version], "platform": "sklearn"}
+        return {"name": settings.name, "versions": [settings.version], "platform": platform}
 
     @app.post("/v2/models/{name}/infer")
     async def infer(name: str, body: InferenceRequest) -> dict[str, Any]:

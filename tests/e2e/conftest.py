@@ -1,8 +1,8 @@
 """Fixtures for the real control plane: a session cluster, the operator as a subprocess, a namespace per test.
 
 By default the suite starts its own local cluster (etcd, kube-apiserver, kube-controller-manager,
-kube-scheduler, KWOK) from binaries built by `modeldeploy cluster build`. Set MODELDEPLOY_E2E_KUBECONFIG to run
-against an existing cluster instead, e.g. one made by `kind create cluster`. The tests never skip: when the
+kube-scheduler, KWOK) from binaries built by `modeldeploy-dev cluster build`. Set MODELDEPLOY_E2E_KUBECONFIG to
+run against an existing cluster instead, e.g. one made by `kind create cluster`. The tests never skip: when the
 cluster cannot start they fail and say why.
 """
 
@@ -18,37 +18,21 @@ from pathlib import Path
 
 import pytest
 
-from cluster_support import Cluster, Operator
-from modeldeploy.devcluster.cluster import ClusterError, LocalCluster, bin_dir, build
-from modeldeploy.devcluster.dataplane import PrometheusServer
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-FIXTURE_CRDS = {"httproutes": "gateway.networking.k8s.io", "virtualservices": "networking.istio.io"}
-
-
-def install_crds(cluster: Cluster) -> None:
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
-    cluster.kubectl("wait", "--for=condition=Established", "crd/modeldeployments.modeldeploy.io", "--timeout=60s")
-    for fixture_crd in sorted((ROOT / "tests" / "data" / "crds").glob("*.yaml")):
-        # Minimal HTTPRoute and VirtualService CRDs, unless the cluster has the real ones.
-        name = f"{fixture_crd.stem}.{FIXTURE_CRDS[fixture_crd.stem]}"
-        if cluster.kubectl("get", "crd", name, check=False).returncode != 0:
-            cluster.kubectl("apply", "-f", str(fixture_crd))
-            cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+from modeldeploy_dev.cluster import ClusterError, LocalCluster, bin_dir
+from modeldeploy_dev.dataplane import PrometheusServer
+from modeldeploy_dev.testing import Cluster, Operator
 
 
 @pytest.fixture(scope="session")
-def cluster() -> Iterator[Cluster]:
+def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     existing = os.environ.get("MODELDEPLOY_E2E_KUBECONFIG")
     local: LocalCluster | None = None
     if existing:
         kubectl = shutil.which("kubectl") or str(bin_dir() / "kubectl")
         under_test = Cluster(Path(existing), Path(existing), None, kubectl)
     else:
+        request.getfixturevalue("binaries")  # built (or found in the cache) first, or the session fails here
         try:
-            build(echo=lambda line: print(line, file=sys.stderr))
             local = LocalCluster.temporary(nodes=2)
             started = time.monotonic()
             local.start()
@@ -57,9 +41,9 @@ def cluster() -> Iterator[Cluster]:
             pytest.fail(
                 f"the local control plane could not start, so the end-to-end tests cannot run: {error}", pytrace=False
             )
-        under_test = Cluster(local.kubeconfig, local.operator_kubeconfig, local.audit_log, str(bin_dir() / "kubectl"))
+        under_test = Cluster.of(local)
     try:
-        install_crds(under_test)
+        under_test.install_crds()
     except BaseException:
         if local is not None:
             local.stop()  # never leave a half-set-up cluster running
@@ -71,10 +55,8 @@ def cluster() -> Iterator[Cluster]:
 
 @pytest.fixture(scope="session")
 def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
-    running = Operator(cluster, tmp_path_factory.mktemp("operator") / "operator.log")
-    running.start()
-    yield running
-    running.stop()
+    with Operator(cluster, tmp_path_factory.mktemp("operator") / "operator.log") as running:
+        yield running
 
 
 @pytest.fixture

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from cluster_support import Cluster, Operator, condition, modeldeployment, wait_for
-from modeldeploy.devcluster.dataplane import LoadGenerator, ModelServers, PrometheusServer
-from specs import model_version, serving_spec
+from modeldeploy_dev.dataplane import LoadGenerator, ModelServers, PrometheusServer
+from modeldeploy_dev.testing import (
+    Cluster,
+    Operator,
+    condition,
+    model_version,
+    modeldeployment,
+    serving_spec,
+    view_rows,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 NAME = "fraud"
@@ -144,16 +149,16 @@ def test_a_worse_canary_is_rolled_back(
     assert "RolledBack" in cluster.event_reasons(NAME, namespace)
     assert rolled["spec"]["model"]["version"] == "2", "the spec is never rewritten"
     assert operator.metrics().get('modeldeploy_rollbacks_total{reason="AnalysisFailed"}', 0) >= 1
-    view = subprocess.run(
-        [sys.executable, "-m", "modeldeploy", "status", NAME, "-n", namespace, f"--kubeconfig={cluster.kubeconfig}"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-        env={**os.environ, "COLUMNS": "200"},
-    ).stdout
-    assert metric in view, "the status view lists each metric against its bound"
-    assert "AnalysisFailed" in view
+    shown = md(cluster, namespace)
+    view = cluster.modeldeploy("status", NAME, "-n", namespace)
+    rows = view_rows(view)
+    # The analysis table: one row per metric with its last result and bound (metric, result, canary, stable, bound).
+    for name, measurement in last_measurements(shown).items():
+        assert rows[name][0] == measurement["result"], f"{name}: {rows[name]}"
+        assert rows[name][3] == measurement.get("bound", ""), f"{name}: {rows[name]}"
+    assert rows[metric][0] == "Failed"
+    assert rows["Degraded"][:2] == ["True", "RolledBack"]
+    assert f"revision {rollback['revision']} (AnalysisFailed)" in view, "the last rollback and its reason"
 
 
 def test_no_traffic_holds_and_does_not_roll_back(

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from typing import Any
 
 import pytest
 
-from cluster_support import Cluster, Operator, condition, modeldeployment, wait_for
 from gitops_health import argocd_health, kstatus
-from specs import model_version, serving_spec
+from modeldeploy_dev.testing import (
+    Cluster,
+    Operator,
+    condition,
+    model_version,
+    modeldeployment,
+    serving_spec,
+    view_rows,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -32,20 +38,6 @@ def md(cluster: Cluster, namespace: str) -> dict[str, Any]:
     return found
 
 
-def ready(cluster: Cluster, namespace: str, version: str) -> dict[str, Any] | None:
-    obj = cluster.get("mdep", NAME, namespace)
-    status = (obj or {}).get("status") or {}
-    if (
-        obj
-        and status.get("observedGeneration") == obj["metadata"]["generation"]
-        and condition(obj, "Ready").get("status") == "True"
-        and (status.get("stable") or {}).get("model", {}).get("version") == version
-        and not status.get("canary")
-    ):
-        return obj
-    return None
-
-
 def canary_at(cluster: Cluster, namespace: str, step_index: int, phase: str = "Paused") -> dict[str, Any] | None:
     obj = cluster.get("mdep", NAME, namespace)
     canary = ((obj or {}).get("status") or {}).get("canary") or {}
@@ -58,21 +50,10 @@ def deployment(cluster: Cluster, namespace: str, name: str) -> dict[str, Any] | 
     return cluster.get("deployment", name, namespace)
 
 
-def cli(cluster: Cluster, *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "modeldeploy", *args, f"--kubeconfig={cluster.kubeconfig}"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return result.stdout
-
-
 def start(cluster: Cluster, namespace: str, **overrides: Any) -> None:
     """v7 serving, then v8 applied: a canary starts."""
     assert cluster.apply(modeldeployment(NAME, namespace, spec("7", **overrides))).returncode == 0
-    wait_for(lambda: ready(cluster, namespace, "7"), what="v7 Ready")
+    wait_for(lambda: cluster.ready(NAME, namespace, "7"), what="v7 Ready")
     assert cluster.apply(modeldeployment(NAME, namespace, spec("8", **overrides))).returncode == 0
 
 
@@ -91,16 +72,27 @@ def test_replicas_router_moves_through_every_step(cluster: Cluster, operator: Op
     assert at_25["status"]["phase"] == "Paused"
     assert condition(at_25, "Paused")["status"] == "True"
     assert (argocd_health(at_25)["status"], kstatus(at_25)) == ("Suspended", "InProgress")
-    printed = cluster.kubectl("get", "mdep", NAME, "-n", namespace).stdout
-    assert "25" in printed.splitlines()[1], "the printer columns show the canary weight"
+    printed = cluster.printed("mdep", NAME, namespace)
+    assert (printed["PHASE"], printed["STABLE"], printed["CANARY"], printed["WEIGHT"], printed["READY"]) == (
+        "Paused",
+        "7",
+        "8",
+        "25",
+        "False",
+    ), f"the printer columns show the canary and its weight: {printed}"
+    view = view_rows(cluster.modeldeploy("status", NAME, "-n", namespace))
+    assert view["model version"] == ["7", "8"]
+    assert view["revision"] == [stable_revision, canary["revision"]]
+    assert view["weight"] == ["75%", "25% (wanted 25%)"]
+    assert view["pods ready"] == ["3/3", "1/1"]
 
-    assert "skipped step 2/4" in cli(cluster, "promote", NAME, "-n", namespace)
+    assert "skipped step 2/4" in cluster.modeldeploy("promote", NAME, "-n", namespace)
     at_50 = wait_for(lambda: canary_at(cluster, namespace, 3), what="step 3 done, paused at step 4")
     canary = at_50["status"]["canary"]
     assert (canary["weight"], canary["actualWeight"], canary["replicas"]) == (50, 50, 3)
 
-    cli(cluster, "promote", NAME, "-n", namespace)
-    done = wait_for(lambda: ready(cluster, namespace, "8"), what="v8 promoted and Ready")
+    cluster.modeldeploy("promote", NAME, "-n", namespace)
+    done = wait_for(lambda: cluster.ready(NAME, namespace, "8"), what="v8 promoted and Ready")
     assert (argocd_health(done)["status"], kstatus(done)) == ("Healthy", "Current")
     assert done["status"]["history"][-1]["outcome"] == "Promoted"
     assert done["status"]["history"][-1]["model"]["version"] == "8"
@@ -112,13 +104,14 @@ def test_replicas_router_moves_through_every_step(cluster: Cluster, operator: Op
     reasons = cluster.event_reasons(NAME, namespace)
     for reason in ("CanaryStarted", "WeightChanged", "PromotionStarted", "Promoted"):
         assert reason in reasons
-    history = json.loads(cli(cluster, "history", NAME, "-n", namespace, "-o", "json"))
+    history = json.loads(cluster.modeldeploy("history", NAME, "-n", namespace, "-o", "json"))
     assert [(h["model"]["version"], h["outcome"]) for h in history] == [("7", "Deployed"), ("8", "Promoted")]
-    status_view = cli(cluster, "status", NAME, "-n", namespace)
-    assert "stable" in status_view
-    assert "canary" in status_view
+    view = view_rows(cluster.modeldeploy("status", NAME, "-n", namespace))
+    assert view["revision"] == [done["status"]["stable"]["revision"], "-"], "promoted: stable runs it, no canary"
+    assert view["model version"] == ["8", "-"]
+    assert view["weight"] == ["100%", "-"]
 
-    assert "set back to version 7" in cli(cluster, "undo", NAME, "-n", namespace)
+    assert "set back to version 7" in cluster.modeldeploy("undo", NAME, "-n", namespace)
     back = wait_for(lambda: (m := md(cluster, namespace))["status"].get("canary") and m, what="a canary of v7 again")
     assert back["spec"]["model"]["version"] == "7"
     assert back["status"]["canary"]["model"]["version"] == "7"
@@ -166,7 +159,7 @@ def test_weighted_router_writes_the_weight_at_every_step(
     traffic, weights = ROUTERS[router]
     overrides = {"traffic": traffic}
     assert cluster.apply(modeldeployment(NAME, namespace, spec("7", **overrides))).returncode == 0
-    wait_for(lambda: ready(cluster, namespace, "7"), what="v7 Ready")
+    wait_for(lambda: cluster.ready(NAME, namespace, "7"), what="v7 Ready")
     assert weights(cluster, namespace) == [100, 0]
     assert cluster.get("service", NAME, namespace)["spec"]["selector"]["modeldeploy.io/track"] == "stable"
     assert cluster.get("service", f"{NAME}-canary", namespace)["spec"]["selector"]["modeldeploy.io/track"] == "canary"
@@ -180,14 +173,14 @@ def test_weighted_router_writes_the_weight_at_every_step(
     # actualWeight is read back from the router object, so it follows one reconcile after the write.
     wait_for(lambda: md(cluster, namespace)["status"]["canary"]["actualWeight"] == 25, 30, "the weight read back")
 
-    cli(cluster, "promote", NAME, "-n", namespace)
+    cluster.modeldeploy("promote", NAME, "-n", namespace)
     wait_for(lambda: canary_at(cluster, namespace, 3), what="paused after setWeight 50")
     assert weights(cluster, namespace) == [50, 50]
     assert deployment(cluster, namespace, f"{NAME}-canary")["spec"]["replicas"] == 2
     assert deployment(cluster, namespace, NAME)["spec"]["replicas"] == 3, "stable stays fully scaled"
 
-    cli(cluster, "promote", "--full", NAME, "-n", namespace)
-    wait_for(lambda: ready(cluster, namespace, "8"), what="v8 promoted")
+    cluster.modeldeploy("promote", "--full", NAME, "-n", namespace)
+    wait_for(lambda: cluster.ready(NAME, namespace, "8"), what="v8 promoted")
     assert weights(cluster, namespace) == [100, 0]
 
 
@@ -196,7 +189,7 @@ def test_progress_deadline_rolls_back_and_retry_tries_again(
 ) -> None:
     traffic, weights = ROUTERS["gatewayAPI"]
     assert cluster.apply(modeldeployment(NAME, namespace, spec("7", traffic=traffic))).returncode == 0
-    good = wait_for(lambda: ready(cluster, namespace, "7"), what="v7 Ready")
+    good = wait_for(lambda: cluster.ready(NAME, namespace, "7"), what="v7 Ready")
     broken = spec("8", traffic=traffic)
     broken["runtime"] = {**broken["runtime"], "image": "registry.example/never-ready:8"}
     broken["rollout"]["progressDeadlineSeconds"] = 10
@@ -223,7 +216,7 @@ def test_progress_deadline_rolls_back_and_retry_tries_again(
     # Not retried on its own: an unrelated change leaves it rolled back.
     cluster.kubectl("annotate", "mdep", NAME, "-n", namespace, "example.com/poke=1")
     assert wait_for(lambda: md(cluster, namespace)["metadata"]["annotations"].get("example.com/poke"), what="poke")
-    assert "retrying revision" in cli(cluster, "retry", NAME, "-n", namespace)
+    assert "retrying revision" in cluster.modeldeploy("retry", NAME, "-n", namespace)
     again = wait_for(lambda: (m := md(cluster, namespace))["status"].get("canary") and m, what="a new canary")
     assert again["status"]["canary"]["revision"] == rollback["revision"]
     assert "Retried" in cluster.event_reasons(NAME, namespace)
@@ -262,18 +255,18 @@ def test_abort_pause_and_resume(cluster: Cluster, operator: Operator, namespace:
     timed = spec("7")
     timed["rollout"]["steps"] = [{"setWeight": 25}, {"pause": {"duration": "2s"}}, {"setWeight": 50}, {"pause": {}}]
     assert cluster.apply(modeldeployment(NAME, namespace, timed)).returncode == 0
-    wait_for(lambda: ready(cluster, namespace, "7"), what="v7 Ready")
-    cli(cluster, "pause", NAME, "-n", namespace)
+    wait_for(lambda: cluster.ready(NAME, namespace, "7"), what="v7 Ready")
+    cluster.modeldeploy("pause", NAME, "-n", namespace)
     timed8 = spec("8")
     timed8["rollout"] = timed["rollout"]
     assert cluster.apply(modeldeployment(NAME, namespace, timed8)).returncode == 0
     held = wait_for(lambda: canary_at(cluster, namespace, 0), what="canary held at step 1 while paused")
     assert held["status"]["canary"]["weight"] == 0
     assert condition(held, "Paused")["reason"] == "PausedByHand"
-    cli(cluster, "resume", NAME, "-n", namespace)
+    cluster.modeldeploy("resume", NAME, "-n", namespace)
     wait_for(lambda: canary_at(cluster, namespace, 3), what="past the timed pause, waiting at the last step")
 
-    assert "aborted" in cli(cluster, "abort", NAME, "-n", namespace)
+    assert "aborted" in cluster.modeldeploy("abort", NAME, "-n", namespace)
     aborted = wait_for(lambda: (m := md(cluster, namespace))["status"].get("lastRollback") and m, what="abort")
     assert aborted["status"]["lastRollback"]["reason"] == "Aborted"
     assert aborted["status"]["history"][-1]["outcome"] == "Aborted"
@@ -306,6 +299,6 @@ def test_operator_restart_mid_canary_resumes_at_the_same_step(
             if w["objectRef"].get("namespace") == namespace
         ]
         assert writes == []
-    cli(cluster, "promote", NAME, "-n", namespace)
+    cluster.modeldeploy("promote", NAME, "-n", namespace)
     wait_for(lambda: canary_at(cluster, namespace, 3), what="the next step after the restart")
     assert weights(cluster, namespace) == [50, 50]

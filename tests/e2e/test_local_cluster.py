@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import time
+import uuid
 
 import pytest
 
-from cluster_support import wait_for
-from modeldeploy.devcluster.cluster import ClusterError, LocalCluster, build
+from modeldeploy_dev.cluster import ClusterError, LocalCluster, build, cache_dir
+from modeldeploy_dev.testing import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -59,6 +63,33 @@ def test_cluster_starts_serves_on_loopback_and_stops_cleanly() -> None:
     assert not local.state_dir.exists(), "the temporary state directory is removed"
 
 
+def test_cluster_up_and_down_from_separate_commands(binaries) -> None:
+    """`modeldeploy-dev cluster down` stops what another process started: it cannot reap those processes, so it
+    must not take their zombies for live ones, and it stops them in reverse order (an API server whose etcd is
+    gone takes many seconds to exit)."""
+    name = f"e2e-{uuid.uuid4().hex[:6]}"
+    dev = [sys.executable, "-m", "modeldeploy_dev", "cluster"]
+    state = cache_dir() / "clusters" / name
+    try:
+        up = subprocess.run([*dev, "up", "--name", name], capture_output=True, text=True, timeout=300)
+        assert up.returncode == 0, up.stderr
+        assert f"export KUBECONFIG={state / 'kubeconfig'}" in up.stdout
+        assert f"modeldeploy-dev cluster down --name {name}" in up.stdout
+        status = subprocess.run([*dev, "status", "--name", name], capture_output=True, text=True, timeout=60)
+        assert (status.returncode, status.stdout.splitlines()[0]) == (0, f"cluster {name!r} is running")
+        pids = [int(pid) for pid in json.loads((state / "pids.json").read_text()).values()]
+    finally:
+        started = time.monotonic()
+        down = subprocess.run([*dev, "down", "--name", name], capture_output=True, text=True, timeout=120)
+        took = time.monotonic() - started
+    assert down.stdout.strip() == f"cluster {name!r} stopped and removed"
+    assert took < 10, f"`cluster down` took {took:.1f}s"
+    assert all(not os.path.exists(f"/proc/{pid}") or _zombie(pid) for pid in pids), "every process ended"
+    assert not state.exists()
+    status = subprocess.run([*dev, "status", "--name", name], capture_output=True, text=True, timeout=60)
+    assert (status.returncode, status.stdout.strip()) == (1, f"cluster {name!r} is not running")
+
+
 def _zombie(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as stat:
@@ -69,7 +100,7 @@ def _zombie(pid: int) -> bool:
 
 def test_start_fails_clearly_without_binaries(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("MODELDEPLOY_CACHE", str(tmp_path / "empty-cache"))
-    with pytest.raises(ClusterError, match="modeldeploy cluster build"):
+    with pytest.raises(ClusterError, match="modeldeploy-dev cluster build"):
         LocalCluster(tmp_path / "state").start()
 
 

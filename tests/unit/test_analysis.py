@@ -120,7 +120,7 @@ def test_time_to_rollback_contract() -> None:
     ("fields", "message"),
     [
         ({"builtin": "successRate"}, "needs a bound"),
-        ({"builtin": "successRate", "query": "x", "min": 1}, "exactly one of builtin or query"),
+        ({"builtin": "successRate", "query": "x", "min": 1}, "exactly one of builtin, query or web"),
         ({"query": "x", "min": 2, "max": 1}, "min must not exceed max"),
     ],
 )

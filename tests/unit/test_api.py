@@ -73,8 +73,8 @@ def test_validation_error_lists_every_problem() -> None:
     with pytest.raises(ValidationError):
         parse_spec({"model": {"name": "m"}})
     with pytest.raises(SpecError) as raised:
-        validate("m", {"model": {"name": "m"}})
-    assert "spec.model.version" in str(raised.value)
+        validate("m", {"model": {"name": "m", "replicas": "x"}})
+    assert "spec.model.replicas" in str(raised.value)
     assert "spec.model.uri" in str(raised.value)
     assert "spec.model.format" in str(raised.value)
 

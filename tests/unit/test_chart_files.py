@@ -16,7 +16,6 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-CRD = ROOT / "crds" / "modeldeploy.io_modeldeployments.yaml"
 CHART = ROOT / "charts" / "modeldeploy"
 BASE = ROOT / "manifests" / "base"
 
@@ -42,15 +41,6 @@ def with_override(path: str, value: Any) -> dict[str, Any]:
         node = node[key]
     node[leaf] = value
     return candidate
-
-
-@pytest.mark.parametrize(
-    "copy",
-    [CHART / "crds" / "modeldeployments.yaml", BASE / "crds" / "modeldeploy.io_modeldeployments.yaml"],
-    ids=["chart", "kustomize-base"],
-)
-def test_crd_copies_are_byte_identical(copy: Path) -> None:
-    assert copy.read_bytes() == CRD.read_bytes(), f"{copy} is stale: cp {CRD} {copy}"
 
 
 def test_chart_versions_follow_the_package() -> None:

@@ -1,15 +1,21 @@
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from modeldeploy.core import crd
 
-COMMITTED = Path(__file__).resolve().parents[2] / "crds" / "modeldeploy.io_modeldeployments.yaml"
+ROOT = Path(__file__).resolve().parents[2]
+COPIES = [ROOT / "crds", ROOT / "charts" / "modeldeploy" / "crds", ROOT / "manifests" / "base" / "crds"]
 
 
-def test_committed_crd_matches_the_models() -> None:
-    assert COMMITTED.read_text() == crd.crd_yaml(), "crds/ is stale: run `modeldeploy crd > " + str(COMMITTED) + "`"
+@pytest.mark.parametrize("directory", COPIES, ids=lambda d: str(d.relative_to(ROOT)))
+def test_every_committed_crd_copy_matches_the_models(directory: Path) -> None:
+    for name, text in crd.crd_files().items():
+        path = directory / name
+        assert path.exists(), f"{path} is missing: run hack/generate-crds.sh"
+        assert path.read_text() == text, f"{path} is stale: run hack/generate-crds.sh"
 
 
 def _walk(node, path="$"):

@@ -1,74 +1,43 @@
 """The reconcile loop against an in-memory API: what it writes, and when it writes nothing."""
 
-import copy
+import inspect
 import json
+from typing import Any
 
 import pytest
 from kubernetes.client.exceptions import ApiException
 
+from fake_kube import FakeKube
+from modeldeploy.adapters.kube import Kube, KubeApi
 from modeldeploy.reconcile import Reconciler
 from specs import valid_spec
 
+# The fake is a KubeApi: mypy rejects this line when the protocol and the fake drift apart.
+_fake_is_a_kube_api: KubeApi = FakeKube({})
 
-class FakeKube:
-    def __init__(self, spec, name="fraud-scorer"):
-        self.md = {
-            "apiVersion": "modeldeploy.io/v1alpha1",
-            "kind": "ModelDeployment",
-            "metadata": {"name": name, "namespace": "ns", "uid": "uid-1", "generation": 1},
-            "spec": spec,
-        }
-        self.objects: dict[tuple[str, str], dict] = {}
-        self.writes: list[tuple[str, str]] = []
-        self.events: list[str] = []
-        self.reject: str | None = None
 
-    def get_modeldeployment(self, namespace, name):
-        return copy.deepcopy(self.md)
+def _parameters(function: Any) -> list[tuple[str, Any]]:
+    return [(p.name, p.kind) for p in inspect.signature(function).parameters.values()]
 
-    def get(self, kind, namespace, name):
-        return copy.deepcopy(self.objects.get((kind, name)))
 
-    def list_children(self, kind, namespace, owner_name):
-        return [
-            copy.deepcopy(o)
-            for (k, _), o in self.objects.items()
-            if k == kind and o["metadata"].get("labels", {}).get("app.kubernetes.io/instance") == owner_name
-        ]
-
-    def apply(self, obj):
-        if self.reject:
-            raise ApiException(status=422, reason="Unprocessable Entity")
-        self.writes.append(("apply", obj["kind"]))
-        live = copy.deepcopy(obj)
-        live["metadata"]["uid"] = f"uid-{obj['kind']}"
-        live["status"] = {
-            "observedGeneration": 1,
-            "replicas": 3,
-            "updatedReplicas": 3,
-            "readyReplicas": 3,
-            "availableReplicas": 3,
-            "conditions": [{"type": "Available", "status": "True"}],
-        }
-        live["metadata"]["generation"] = 1
-        self.objects[(obj["kind"], obj["metadata"]["name"])] = live
-        return copy.deepcopy(live)
-
-    def delete(self, kind, namespace, name, uid):
-        self.writes.append(("delete", kind))
-        del self.objects[(kind, name)]
-
-    def patch_status(self, namespace, name, patch):
-        self.writes.append(("patch-status", "ModelDeployment"))
-        status = self.md.setdefault("status", {})
-        for key, value in patch.items():
-            if value is None:
-                status.pop(key, None)
-            else:
-                status[key] = value
-
-    def emit_event(self, owner, event):
-        self.events.append(event.reason)
+def test_the_fake_and_the_real_adapter_both_have_the_protocols_methods() -> None:
+    methods = sorted(name for name, _ in inspect.getmembers(KubeApi, inspect.isfunction) if not name.startswith("_"))
+    assert methods == [
+        "apply",
+        "delete",
+        "emit_event",
+        "get",
+        "get_analysis_template",
+        "get_modeldeployment",
+        "list_children",
+        "list_pods",
+        "patch_status",
+        "read_config_map",
+        "read_secret",
+    ]
+    for name in methods:
+        assert _parameters(getattr(FakeKube, name)) == _parameters(getattr(KubeApi, name)), name
+        assert _parameters(getattr(Kube, name)) == _parameters(getattr(KubeApi, name)), name
 
 
 def test_first_reconcile_creates_children_then_a_second_writes_nothing() -> None:
@@ -160,33 +129,6 @@ def test_a_deleted_object_is_left_alone() -> None:
     assert json.dumps(kube.objects) == "{}"
 
 
-def test_prometheus_credentials_come_from_the_named_secret() -> None:
-    import httpx
-
-    from modeldeploy.core.api import PrometheusSource
-    from modeldeploy.reconcile import BearerAuth, ReconcileError
-
-    kube = FakeKube(valid_spec())
-    secrets = {"prom-token": {"token": "s3cret"}, "prom-basic": {"username": "u", "password": "p"}}
-    kube.read_secret = lambda namespace, name: secrets[name]
-    reconciler = Reconciler(kube)
-
-    bearer = reconciler._prometheus_auth(
-        "ns", PrometheusSource(address="http://p:9090", bearer_token_secret={"name": "prom-token", "key": "token"})
-    )
-    request = next(bearer.auth_flow(httpx.Request("GET", "http://p:9090/api/v1/query")))
-    assert isinstance(bearer, BearerAuth)
-    assert request.headers["Authorization"] == "Bearer s3cret"
-    basic = reconciler._prometheus_auth("ns", PrometheusSource(address="http://p:9090", basic_auth_secret="prom-basic"))
-    assert isinstance(basic, httpx.BasicAuth)
-    assert reconciler._prometheus_auth("ns", PrometheusSource(address="http://p:9090")) is None
-    with pytest.raises(ReconcileError, match="has no key 'missing'"):
-        reconciler._prometheus_auth(
-            "ns",
-            PrometheusSource(address="http://p:9090", bearer_token_secret={"name": "prom-token", "key": "missing"}),
-        )
-
-
 def test_ended_canaries_are_counted_even_with_a_full_history() -> None:
     from prometheus_client import REGISTRY
 
@@ -208,3 +150,21 @@ def test_ended_canaries_are_counted_even_with_a_full_history() -> None:
     _count_outcomes(decision)
     assert value("modeldeploy_rollbacks_total", reason="AnalysisFailed") == before + 1
     assert value("modeldeploy_rollout_outcomes_total", outcome="RolledBack") == outcomes + 1
+
+
+@pytest.mark.parametrize(
+    ("traffic", "kind", "router"),
+    [
+        ({"router": "gatewayAPI", "gatewayAPI": {"parentRefs": [{"name": "gw"}]}}, "HTTPRoute", "gatewayAPI"),
+        ({"router": "istio"}, "VirtualService", "istio"),
+        ({"router": "nginx", "nginx": {"host": "fraud.example.com"}}, "Ingress", "nginx"),
+    ],
+)
+def test_a_router_kind_the_cluster_does_not_serve_is_reported(traffic: dict[str, Any], kind: str, router: str) -> None:
+    kube = FakeKube(valid_spec(traffic=traffic))
+    kube.not_served.add(kind)
+    Reconciler(kube).reconcile("ns", "fraud-scorer")
+    degraded = next(c for c in kube.md["status"]["conditions"] if c["type"] == "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "RouterUnavailable")
+    assert f"the cluster does not serve {kind} (" in degraded["message"]
+    assert f"which the {router} traffic router writes" in degraded["message"]

@@ -93,7 +93,7 @@ def test_mlserver_preset_wires_the_model_in() -> None:
     c = container(by_kind)
     env = {e["name"]: e.get("value") for e in c["env"]}
     assert c["image"].startswith("docker.io/seldonio/mlserver:")
-    assert env["MLSERVER_MODEL_URI"] == "s3://models/fraud-scorer/7"
+    assert env["MLSERVER_MODEL_URI"] == "/mnt/models"  # where the fetch step put the model
     assert env["MLSERVER_MODEL_IMPLEMENTATION"] == "mlserver_sklearn.SKLearnModel"
     assert env["MODEL_VERSION"] == "7"
     assert c["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": 8080}
@@ -159,7 +159,7 @@ def test_revision_changes_with_the_pods_and_only_with_them() -> None:
 
 def test_format_the_preset_cannot_serve_is_refused() -> None:
     with pytest.raises(SpecError, match=r"spec\.model\.format"):
-        objects(model={**valid_spec()["model"], "format": "onnx"})
+        objects(model={**valid_spec()["model"], "format": "xgboost"})
 
 
 def test_a_canary_deployment_replaces_all_its_pods_at_once() -> None:

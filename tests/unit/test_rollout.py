@@ -6,7 +6,6 @@ import pytest
 
 from modeldeploy.core.api import ModelDeploymentStatus, RevisionStatus, ServedModel, parse_spec
 from modeldeploy.core.rollout import Action, Decision, Observed, decide, parse_action
-from modeldeploy.core.routers import ROUTERS
 from modeldeploy.core.status import DeploymentState, now_rfc3339
 from specs import valid_spec
 
@@ -214,17 +213,6 @@ def test_no_traffic_to_a_canary_whose_pods_stopped_being_ready() -> None:
     assert d.weight == 0
     assert d.status.canary.weight == 25, "the step's weight comes back once the pods do"
     assert d.status.canary.not_ready_since is not None
-
-
-@pytest.mark.parametrize(("weight", "pods"), [(0, 0), (20, 1), (25, 1), (50, 3), (75, 9), (90, 27)])
-def test_replicas_router_pod_math_keeps_stable_fully_scaled(weight: int, pods: int) -> None:
-    assert ROUTERS["replicas"].canary_pods(3, weight, None) == pods
-
-
-@pytest.mark.parametrize(("weight", "fixed", "pods"), [(0, None, 1), (10, None, 1), (50, None, 2), (50, 5, 5)])
-def test_weighted_routers_warm_a_pod_first_and_honour_a_fixed_count(weight: int, fixed: int | None, pods: int) -> None:
-    for name in ("gatewayAPI", "istio", "nginx"):
-        assert ROUTERS[name].canary_pods(4, weight, fixed) == pods
 
 
 def test_actual_weight_of_a_weighted_router_is_what_the_router_object_says() -> None:

@@ -101,6 +101,22 @@ no Pods, no ConfigMaps. */}}
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
+# AnalysisTemplates that ModelDeployments reference, read while a canary's analysis measures.
+- apiGroups: ["modeldeploy.io"]
+  resources: ["analysistemplates"]
+  verbs: ["get"]
+# The serving pods' model-fetch reports (digest, or why it failed), read while a revision's pods are not ready.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
+{{- end }}
+
+{{/* ClusterAnalysisTemplates (cluster-scoped) that ModelDeployments reference, read while a canary's analysis
+measures. */}}
+{{- define "modeldeploy.clusterTemplateRules" -}}
+- apiGroups: ["modeldeploy.io"]
+  resources: ["clusteranalysistemplates"]
+  verbs: ["get"]
 {{- end }}
 
 {{/* Kopf watches CustomResourceDefinitions (cluster-scoped) to notice when the resources it serves appear,

@@ -5,39 +5,69 @@ from __future__ import annotations
 import base64
 import json
 import socket
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from modeldeploy.core import api
-from modeldeploy.core.naming import FIELD_MANAGER, INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL
+from modeldeploy.core import api, children
+from modeldeploy.core.naming import FIELD_MANAGER, INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL, REVISION_LABEL
+from modeldeploy.core.routers import Resource
 from modeldeploy.core.status import Event
 
-
-@dataclass(frozen=True)
-class Resource:
-    group: str
-    version: str
-    plural: str
-
-    @property
-    def api_version(self) -> str:
-        return f"{self.group}/{self.version}"
+# Every kind the operator writes, from the core's registry (the workload plus every router's resources). Services
+# live in the core group and go through CoreV1Api; the rest through the generic group/version/plural paths.
+RESOURCES: dict[str, Resource] = dict(children.BY_KIND)
+SERVICE = children.SERVICE.kind
 
 
-# Every kind the operator writes. Services live in the core group and go through CoreV1Api; the rest
-# through the generic group/version/plural paths.
-RESOURCES = {
-    "Deployment": Resource("apps", "v1", "deployments"),
-    "HorizontalPodAutoscaler": Resource("autoscaling", "v2", "horizontalpodautoscalers"),
-    "Ingress": Resource("networking.k8s.io", "v1", "ingresses"),
-    "HTTPRoute": Resource("gateway.networking.k8s.io", "v1", "httproutes"),
-    "VirtualService": Resource("networking.istio.io", "v1", "virtualservices"),
-}
-SERVICE = "Service"
+class KubeApi(Protocol):
+    """What the reconciler needs from the Kubernetes API; `Kube` is the real one, the unit tests fake it."""
+
+    def get_modeldeployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The ModelDeployment, or None when it is gone."""
+        ...
+
+    def read_secret(self, namespace: str, name: str) -> dict[str, str]:
+        """A Secret's data, decoded."""
+        ...
+
+    def read_config_map(self, namespace: str, name: str) -> dict[str, str]:
+        """A ConfigMap's data (an analysis CA bundle)."""
+        ...
+
+    def get_analysis_template(self, cluster_scope: bool, namespace: str, name: str) -> dict[str, Any] | None:
+        """An AnalysisTemplate in `namespace`, or a ClusterAnalysisTemplate; None when it does not exist."""
+        ...
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """One child by kind and name, or None when it does not exist."""
+        ...
+
+    def list_children(self, kind: str, namespace: str, owner_name: str) -> list[dict[str, Any]]:
+        """Objects of `kind` labelled as ours for this owner; none when the kind is not served."""
+        ...
+
+    def list_pods(self, namespace: str, owner_name: str, revision: str) -> list[dict[str, Any]]:
+        """This owner's pods of one revision (for what their model fetch reported)."""
+        ...
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply; returns the object as the API server now has it."""
+        ...
+
+    def delete(self, kind: str, namespace: str, name: str, uid: str) -> None:
+        """Deletes exactly the object with this uid, if it is still there."""
+        ...
+
+    def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        """Merge-patches the ModelDeployment's status."""
+        ...
+
+    def emit_event(self, owner: dict[str, Any], event: Event) -> None:
+        """Posts an Event about the ModelDeployment `owner`."""
+        ...
 
 
 def load_api_client() -> client.ApiClient:
@@ -81,6 +111,27 @@ class Kube:
         secret = self.core.read_namespaced_secret(name, namespace)
         return {key: base64.b64decode(value).decode() for key, value in (secret.data or {}).items()}
 
+    def read_config_map(self, namespace: str, name: str) -> dict[str, str]:
+        """A ConfigMap's data; only for the analysis CA bundle a spec names."""
+        return dict(self.core.read_namespaced_config_map(name, namespace).data or {})
+
+    def get_analysis_template(self, cluster_scope: bool, namespace: str, name: str) -> dict[str, Any] | None:
+        """Read only while a canary's analysis measures; None when it does not exist."""
+        try:
+            if cluster_scope:
+                response = self.custom.get_cluster_custom_object(
+                    api.GROUP, api.VERSION, api.CLUSTER_TEMPLATE_PLURAL, name, _preload_content=False
+                )
+            else:
+                response = self.custom.get_namespaced_custom_object(
+                    api.GROUP, api.VERSION, namespace, api.TEMPLATE_PLURAL, name, _preload_content=False
+                )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return _body(response)
+
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             if kind == SERVICE:
@@ -95,6 +146,12 @@ class Kube:
             if error.status == 404:
                 return None
             raise
+
+    def list_pods(self, namespace: str, owner_name: str, revision: str) -> list[dict[str, Any]]:
+        selector = f"{INSTANCE_LABEL}={owner_name},{MANAGED_BY_LABEL}={MANAGED_BY},{REVISION_LABEL}={revision}"
+        listing = _body(self.core.list_namespaced_pod(namespace, label_selector=selector, _preload_content=False))
+        items: list[dict[str, Any]] = listing["items"]
+        return items
 
     def list_children(self, kind: str, namespace: str, owner_name: str) -> list[dict[str, Any]]:
         """Objects of `kind` labelled as ours for this owner; none when the kind is not served at all."""

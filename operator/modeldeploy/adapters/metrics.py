@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from typing import get_args
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
@@ -32,7 +33,12 @@ MEASUREMENTS = Counter("modeldeploy_analysis_measurements_total", "Analysis meas
 ROLLBACKS = Counter("modeldeploy_rollbacks_total", "Canaries rolled back, by reason.", ["reason"])
 WORKQUEUE_DEPTH = Gauge("modeldeploy_workqueue_depth", "ModelDeployments waiting for a reconcile.")
 RECONCILES_IN_FLIGHT = Gauge("modeldeploy_reconciles_in_flight", "Reconciles running now.")
-PHASES: tuple[Phase, ...] = ("Pending", "Progressing", "Ready", "ScaledToZero", "Degraded")
+REGISTRY_REQUESTS = Counter(
+    "modeldeploy_registry_requests_total",
+    "Model registry lookups and tag writes, by operation and result (ok or the failure reason).",
+    ["operation", "result"],
+)
+PHASES: tuple[Phase, ...] = get_args(Phase)
 
 
 class ObjectCollector(Collector):

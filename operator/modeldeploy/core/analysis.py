@@ -1,4 +1,5 @@
-"""Metric analysis: the PromQL to run, and what a measurement means. Pure; the Prometheus adapter runs queries.
+"""Metric analysis: what to ask each metric provider, and what a measurement means. Pure; the providers in
+`modeldeploy.adapters.providers` run the queries.
 
 A measurement is Successful, Failed, NoData or Error, kept apart: a query that returns nothing is not a
 failure, and neither is one that cannot run.
@@ -7,10 +8,20 @@ failure, and neither is one that cannot run.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from modeldeploy.core.api import Analysis, AnalysisMetric, Measurement, MeasurementResult, parse_duration
+from modeldeploy.core.api import (
+    Analysis,
+    AnalysisMetric,
+    ApiModel,
+    Measurement,
+    MeasurementResult,
+    PrometheusSource,
+    ProviderName,
+    parse_duration,
+)
 
 # The reference model server's metric names, with the pod labels a PodMonitor keeps (podTargetLabels).
 SELECTOR = 'namespace="{namespace}",modeldeploy_io_revision="{revision}"'
@@ -51,43 +62,81 @@ Kind = Literal["scalar", "histogram"]
 
 @dataclass(frozen=True)
 class MetricQuery:
+    """One metric to measure this tick: which provider, with which settings, asking what for each track."""
+
     metric: AnalysisMetric
     kind: Kind
     canary: str
+    """What to ask for the canary, variables filled in: PromQL for Prometheus, the URL for web."""
     stable: str | None
     """Also measured on the stable track: for relative bounds, and for drift."""
+    provider: ProviderName
+    settings: ApiModel
+    """The provider's settings: the PrometheusSource that measures the metric, or the metric's web block."""
+    canary_body: str | None = None
+    stable_body: str | None = None
+    """Web POST bodies, variables filled in."""
 
 
 def preset_queries(runtime: str) -> dict[str, str]:
     return BUILTIN_QUERIES.get(runtime, BUILTIN_QUERIES["modelserver"])
 
 
-def render_query(metric: AnalysisMetric, runtime: str, namespace: str, name: str, revision: str, track: str) -> str:
-    if metric.builtin is not None:
-        selector = SELECTOR.format(namespace=namespace, revision=revision)
-        return preset_queries(runtime)[metric.builtin].format(sel=selector, window=metric.window)
-    assert metric.query is not None
-    values = {"namespace": namespace, "name": name, "revision": revision, "track": track, "window": metric.window}
-    text = metric.query
+def fill(text: str, values: Mapping[str, str]) -> str:
+    """Fills in {{namespace}}, {{name}}, {{revision}}, {{track}} and {{window}}."""
     for key, value in values.items():
         text = text.replace("{{" + key + "}}", value)
     return text
 
 
+def render_query(metric: AnalysisMetric, runtime: str, namespace: str, name: str, revision: str, track: str) -> str:
+    if metric.builtin is not None:
+        selector = SELECTOR.format(namespace=namespace, revision=revision)
+        return preset_queries(runtime)[metric.builtin].format(sel=selector, window=metric.window)
+    values = {"namespace": namespace, "name": name, "revision": revision, "track": track, "window": metric.window}
+    if metric.web is not None:
+        return fill(metric.web.url, values)
+    assert metric.query is not None
+    return fill(metric.query, values)
+
+
+def render_body(metric: AnalysisMetric, namespace: str, name: str, revision: str, track: str) -> str | None:
+    if metric.web is None or metric.web.body is None:
+        return None
+    values = {"namespace": namespace, "name": name, "revision": revision, "track": track, "window": metric.window}
+    return fill(metric.web.body, values)
+
+
 def queries(
-    analysis: Analysis, runtime: str, namespace: str, name: str, canary: str, stable: str | None
+    analysis: Analysis,
+    runtime: str,
+    namespace: str,
+    name: str,
+    canary: str,
+    stable: str | None,
+    sources: Mapping[str, PrometheusSource] | None = None,
 ) -> list[MetricQuery]:
+    """One query per metric. `sources` names the Prometheus of a metric that has its own (from a template);
+    the others use `analysis.prometheus`."""
     out = []
     for metric in analysis.metrics:
         drift = metric.builtin == "predictionDrift"
-        needs_stable = drift or metric.relative is not None
+        measure_stable = (drift or metric.relative is not None) and stable is not None
+        settings: ApiModel | None = metric.web or (sources or {}).get(metric.name) or analysis.prometheus
+        assert settings is not None, f"metric {metric.name} has no Prometheus (the API rules require one)"
         out.append(
             MetricQuery(
                 metric=metric,
                 kind="histogram" if drift else "scalar",
                 canary=render_query(metric, runtime, namespace, name, canary, "canary"),
                 stable=render_query(metric, runtime, namespace, name, stable, "stable")
-                if needs_stable and stable
+                if measure_stable and stable
+                else None,
+                provider=metric.provider,
+                settings=settings,
+                canary_body=render_body(metric, namespace, name, canary, "canary"),
+                stable_body=render_body(metric, namespace, name, stable, "stable")
+                if measure_stable and stable
                 else None,
             )
         )
@@ -96,7 +145,7 @@ def queries(
 
 @dataclass(frozen=True)
 class Raw:
-    """What Prometheus answered for one metric: a number or {upper bound: cumulative count}, or an error."""
+    """What a provider answered for one metric: a number or {upper bound: cumulative count}, or an error."""
 
     canary: float | dict[float, float] | None
     stable: float | dict[float, float] | None = None
@@ -145,6 +194,10 @@ def evaluate(metric: AnalysisMetric, raw: Raw, at: str) -> Measurement:
 
     if raw.error is not None:
         return result("Error", raw.error)
+    for track, number in (("canary", raw.canary), ("stable track", raw.stable)):
+        if isinstance(number, float) and math.isinf(number):
+            # Not a breach to roll back on, and no value that JSON (so the status) can hold.
+            return result("Error", f"the {track} measured {number}, not a finite number")
     if metric.builtin == "predictionDrift":
         if not isinstance(raw.canary, dict) or not isinstance(raw.stable, dict):
             return result("NoData", "no prediction histogram for the canary or the stable track")

@@ -87,10 +87,7 @@ def openapi_schema() -> dict[str, Any]:
             "spec": schema_of(api.ModelDeploymentSpec),
             "status": schema_of(api.ModelDeploymentStatus),
         },
-        "x-kubernetes-validations": [
-            api.cel(f"self.metadata.name.size() <= {api.MAX_NAME_LENGTH}", api.NAME_TOO_LONG),
-            api.cel("self.metadata.name.matches('" + api.DNS_LABEL + "')", api.NAME_NOT_DNS_LABEL),
-        ],
+        "x-kubernetes-validations": [rule.validation() for rule in api.NAME_RULES],
     }
 
 
@@ -150,5 +147,79 @@ def crd() -> dict[str, Any]:
     }
 
 
+def template_crd(kind: str, plural: str, scope: str, short_name: str) -> dict[str, Any]:
+    """AnalysisTemplate (namespaced) or ClusterAnalysisTemplate: metrics defined once, referenced by name."""
+    spec = schema_of(api.AnalysisTemplateSpec)
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{api.GROUP}"},
+        "spec": {
+            "group": api.GROUP,
+            "scope": scope,
+            "names": {
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": kind.lower(),
+                "shortNames": [short_name],
+                "categories": ["modeldeploy"],
+            },
+            "versions": [
+                {
+                    "name": api.VERSION,
+                    "served": True,
+                    "storage": True,
+                    "additionalPrinterColumns": [
+                        {
+                            "name": "Metrics",
+                            "type": "string",
+                            "jsonPath": ".spec.metrics[*].name",
+                            "description": "The metrics it defines",
+                        },
+                        {"name": "Prometheus", "type": "string", "jsonPath": ".spec.prometheus.address"},
+                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                    ],
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": spec,
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def crds() -> list[dict[str, Any]]:
+    """Every CRD the operator serves, in the order they are applied."""
+    return [
+        crd(),
+        template_crd(api.TEMPLATE_KIND, api.TEMPLATE_PLURAL, "Namespaced", "mdat"),
+        template_crd(api.CLUSTER_TEMPLATE_KIND, api.CLUSTER_TEMPLATE_PLURAL, "Cluster", "mdcat"),
+    ]
+
+
+def file_name(definition: dict[str, Any]) -> str:
+    """`<group>_<plural>.yaml`, the name each CRD has in crds/, the chart and the kustomize base."""
+    return f"{definition['spec']['group']}_{definition['spec']['names']['plural']}.yaml"
+
+
+def crd_files() -> dict[str, str]:
+    """File name -> YAML for every CRD: what crds/, charts/modeldeploy/crds/ and manifests/base/crds/ hold."""
+    return {file_name(definition): to_yaml(definition) for definition in crds()}
+
+
+def to_yaml(definition: dict[str, Any]) -> str:
+    return yaml.safe_dump(definition, sort_keys=False, width=120)
+
+
 def crd_yaml() -> str:
-    return yaml.safe_dump(crd(), sort_keys=False, width=120)
+    return to_yaml(crd())

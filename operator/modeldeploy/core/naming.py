@@ -52,7 +52,7 @@ def common_labels(owner: Owner, spec: ModelDeploymentSpec) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": spec.model.name,
         INSTANCE_LABEL: owner.name,
-        "app.kubernetes.io/version": spec.model.version,
+        "app.kubernetes.io/version": spec.model.concrete_version,
         "app.kubernetes.io/component": "model-server",
         MANAGED_BY_LABEL: MANAGED_BY,
     }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from modeldeploy.core.api import ModelDeploymentSpec, Probe
+from modeldeploy.core.api import ModelDeploymentSpec, Probe, RuntimePreset
 from modeldeploy.core.compare import parse_quantity
 
 
@@ -25,6 +25,8 @@ class Preset:
     # model format -> implementation class, for servers that need one
     formats: dict[str, str] = field(default_factory=dict)
     accepts_any_format: bool = False
+    # The variable that tells the server where the fetched model is (core/delivery.py mounts it).
+    model_dir_env: str = "MODEL_DIR"
 
 
 MLSERVER = Preset(
@@ -40,6 +42,7 @@ MLSERVER = Preset(
         "mlflow": "mlserver_mlflow.MLflowRuntime",
         "huggingface": "mlserver_huggingface.HuggingFaceRuntime",
     },
+    model_dir_env="MLSERVER_MODEL_URI",
 )
 
 # A custom container: image and port come from the spec; probes default to a TCP check.
@@ -53,10 +56,11 @@ MODELSERVER = Preset(
     run_as_user=65532,
     readiness_path="/v2/health/ready",
     liveness_path="/v2/health/live",
-    formats={"sklearn": ""},
+    # What `modelserver` loads: pickle/joblib/skops, an MLflow model directory, ONNX (its onnx extra).
+    formats={"sklearn": "", "mlflow": "", "onnx": ""},
 )
 
-PRESETS = {"modelserver": MODELSERVER, "mlserver": MLSERVER, "custom": CUSTOM}
+PRESETS: dict[RuntimePreset, Preset] = {"modelserver": MODELSERVER, "mlserver": MLSERVER, "custom": CUSTOM}
 
 
 @dataclass(frozen=True)
@@ -90,7 +94,16 @@ def check_resources(spec: ModelDeploymentSpec) -> None:
             )
 
 
-def resolve_runtime(spec: ModelDeploymentSpec) -> ResolvedRuntime:
+def fetch_image(spec: ModelDeploymentSpec) -> str:
+    """The image whose `modelserver fetch` downloads the model: a custom build of the reference server if the
+    spec names one, else the reference server's own image, whatever runtime serves the model."""
+    if spec.runtime.preset == "modelserver" and spec.runtime.image:
+        return spec.runtime.image
+    return MODELSERVER.image
+
+
+def resolve_runtime(spec: ModelDeploymentSpec, delivered: dict[str, str] | None = None) -> ResolvedRuntime:
+    """The preset, then where the delivered model is (`delivered`), then the spec's own env, which wins."""
     check_resources(spec)
     runtime = spec.runtime
     preset = PRESETS[runtime.preset]
@@ -102,7 +115,7 @@ def resolve_runtime(spec: ModelDeploymentSpec) -> ResolvedRuntime:
 
     for key, value in (
         ("MODEL_NAME", model.name),
-        ("MODEL_VERSION", model.version),
+        ("MODEL_VERSION", model.concrete_version),
         ("MODEL_URI", model.uri),
         ("MODEL_FORMAT", model.format),
     ):
@@ -119,9 +132,11 @@ def resolve_runtime(spec: ModelDeploymentSpec) -> ResolvedRuntime:
         implementation = preset.formats[model.format]
         put("MLSERVER_HTTP_PORT", str(runtime.port or preset.port))
         put("MLSERVER_MODEL_NAME", model.name)
-        put("MLSERVER_MODEL_VERSION", model.version)
+        put("MLSERVER_MODEL_VERSION", model.concrete_version)
         put("MLSERVER_MODEL_URI", model.uri)
         put("MLSERVER_MODEL_IMPLEMENTATION", implementation)
+    for name, value in (delivered or {}).items():
+        put(name, value)
     for var in runtime.env or []:
         env[var.name] = var.model_dump(by_alias=True, exclude_none=True)
 

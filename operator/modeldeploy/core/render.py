@@ -7,7 +7,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from modeldeploy.core.api import ModelDeploymentSpec, Probe
+from modeldeploy.core.api import EnvFromSource, ModelDeploymentSpec, PodPlacement, Probe
+from modeldeploy.core.delivery import RESTRICTED_CONTAINER_SECURITY, delivery
 from modeldeploy.core.naming import (
     CANARY,
     REVISION_LABEL,
@@ -19,7 +20,7 @@ from modeldeploy.core.naming import (
     common_labels,
     selector_labels,
 )
-from modeldeploy.core.presets import ResolvedRuntime, resolve_runtime
+from modeldeploy.core.presets import PRESETS, ResolvedRuntime, fetch_image, resolve_runtime
 from modeldeploy.core.routers import ROUTERS
 
 CONTAINER_NAME = "model-server"
@@ -44,7 +45,7 @@ def _probe(probe: Probe | None, port: int) -> dict[str, Any]:
     }
 
 
-def _container(spec: ModelDeploymentSpec, runtime: ResolvedRuntime) -> dict[str, Any]:
+def _container(spec: ModelDeploymentSpec, runtime: ResolvedRuntime, mounts: list[dict[str, Any]]) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": runtime.image,
@@ -52,13 +53,13 @@ def _container(spec: ModelDeploymentSpec, runtime: ResolvedRuntime) -> dict[str,
         "env": runtime.env,
         "readinessProbe": _probe(runtime.readiness, runtime.port),
         "livenessProbe": _probe(runtime.liveness, runtime.port),
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-            "runAsNonRoot": True,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": RESTRICTED_CONTAINER_SECURITY,
     }
+    if mounts:
+        container["volumeMounts"] = mounts
+    pod = spec.pod
+    if pod is not None and pod.env_from:
+        container["envFrom"] = [_env_from(source) for source in pod.env_from]
     if runtime.command:
         container["command"] = runtime.command
     if runtime.args:
@@ -77,7 +78,7 @@ class PodTemplate:
 
     def for_track(self, track: str) -> dict[str, Any]:
         labels = {**self.template["metadata"]["labels"], TRACK_LABEL: track, REVISION_LABEL: self.revision}
-        return {"metadata": {"labels": labels}, "spec": self.template["spec"]}
+        return {"metadata": {**self.template["metadata"], "labels": labels}, "spec": self.template["spec"]}
 
 
 def revision_of(template: dict[str, Any]) -> str:
@@ -86,21 +87,64 @@ def revision_of(template: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:10]
 
 
+def _env_from(source: EnvFromSource) -> dict[str, Any]:
+    ref = (
+        {"secretRef": {"name": source.secret_ref}}
+        if source.secret_ref
+        else {"configMapRef": {"name": source.config_map_ref}}
+    )
+    return {**ref, **({"prefix": source.prefix} if source.prefix else {})}
+
+
+def _placement(pod: PodPlacement) -> dict[str, Any]:
+    """The pod spec fields `spec.pod` sets, as the API writes them."""
+    placement: dict[str, Any] = {
+        "nodeSelector": pod.node_selector,
+        "tolerations": [t.model_dump(by_alias=True, exclude_none=True) for t in pod.tolerations or []] or None,
+        "affinity": pod.affinity,
+        "topologySpreadConstraints": pod.topology_spread_constraints,
+        "serviceAccountName": pod.service_account_name,
+        "imagePullSecrets": [{"name": name} for name in pod.image_pull_secrets or []] or None,
+        "priorityClassName": pod.priority_class_name,
+        "runtimeClassName": pod.runtime_class_name,
+    }
+    return {key: value for key, value in placement.items() if value is not None}
+
+
 def pod_template(owner: Owner, spec: ModelDeploymentSpec) -> PodTemplate:
     """The spec's pod template. Raises SpecError for specs that cannot be served."""
-    runtime = resolve_runtime(spec)
-    template = {
-        "metadata": {"labels": common_labels(owner, spec)},
-        "spec": {
-            "automountServiceAccountToken": False,
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": runtime.run_as_user,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
-            "containers": [_container(spec, runtime)],
+    model = delivery(spec, fetch_image(spec), PRESETS[spec.runtime.preset].model_dir_env)
+    runtime = resolve_runtime(spec, model.server_env)
+    pod = spec.pod
+    mounts = [
+        *model.server_mounts,
+        *(
+            m.model_dump(by_alias=True, exclude_none=True)
+            for m in (pod.volume_mounts if pod and pod.volume_mounts else [])
+        ),
+    ]
+    pod_spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": runtime.run_as_user,
+            "seccompProfile": {"type": "RuntimeDefault"},
         },
+        **(_placement(pod) if pod else {}),
+        "containers": [_container(spec, runtime, mounts)],
     }
+    if model.init_containers:
+        pod_spec["initContainers"] = model.init_containers
+    volumes = [
+        *model.volumes,
+        *(v.model_dump(by_alias=True, exclude_none=True) for v in (pod.volumes if pod else None) or []),
+    ]
+    if volumes:
+        pod_spec["volumes"] = volumes
+    metadata: dict[str, Any] = {"labels": {**(pod.labels if pod and pod.labels else {}), **common_labels(owner, spec)}}
+    if pod is not None and pod.annotations:
+        metadata["annotations"] = dict(pod.annotations)
+    template = {"metadata": metadata, "spec": pod_spec}
     return PodTemplate(template=template, revision=revision_of(template))
 
 
@@ -108,8 +152,11 @@ def live_template(deployment: dict[str, Any]) -> PodTemplate:
     """The pod template a live Deployment runs, to keep the stable track where it is during a canary."""
     template = deployment["spec"]["template"]
     labels = {k: v for k, v in template["metadata"]["labels"].items() if k not in (TRACK_LABEL, REVISION_LABEL)}
+    metadata: dict[str, Any] = {"labels": labels}
+    if template["metadata"].get("annotations"):
+        metadata["annotations"] = template["metadata"]["annotations"]
     return PodTemplate(
-        template={"metadata": {"labels": labels}, "spec": template["spec"]},
+        template={"metadata": metadata, "spec": template["spec"]},
         revision=template["metadata"]["labels"][REVISION_LABEL],
     )
 

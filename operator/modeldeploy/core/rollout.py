@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, get_args
 
 from modeldeploy.core.analysis import overall, time_to_rollback
 from modeldeploy.core.api import (
     HISTORY_LIMIT,
+    MEASUREMENTS_KEPT,
+    ActionName,
     ActionStatus,
     AnalysisStatus,
     CanaryStatus,
@@ -30,9 +32,7 @@ from modeldeploy.core.api import (
 from modeldeploy.core.routers import ROUTERS
 from modeldeploy.core.status import DeploymentState, Event, now_rfc3339, parse_time
 
-ActionName = Literal["promote", "promote-full", "abort", "retry"]
-ACTIONS: tuple[ActionName, ...] = ("promote", "promote-full", "abort", "retry")
-MEASUREMENTS_KEPT = 5
+ACTIONS: tuple[ActionName, ...] = get_args(ActionName)
 # While a canary runs, look again at least this often, even without a watch event.
 RECHECK_SECONDS = 30.0
 
@@ -64,6 +64,8 @@ class Observed:
     action: Action | None = None
     measurements: list[Measurement] | None = None
     """This tick's analysis measurements, one per metric in spec order, when a tick was due."""
+    analysis_templates: tuple[str, ...] = ()
+    """The analysis templates this tick's measurements used, e.g. 'AnalysisTemplate/std-gates@generation 3'."""
 
 
 @dataclass(frozen=True)
@@ -188,6 +190,10 @@ class _Machine:
             )
             self.update(canary=None)
             canary = None
+        if canary is not None and canary.model != self.model:
+            # Same revision, so same version and URI: what is new is the digest its pods reported.
+            canary = replace_canary(canary, model=self.model)
+            self.update(canary=canary)
 
         stable_revision = self.obs.stable.revision if self.obs.stable else None
         if canary is None and (self.status.stable is None or stable_revision in (None, self.target)):
@@ -363,8 +369,24 @@ class _Machine:
             "consecutive_no_data": current.consecutive_no_data + 1 if tick == "NoData" else 0,
         }
         next_at = now_rfc3339(self.now + timedelta(seconds=parse_duration(analysis.interval)))
+        templates = list(self.obs.analysis_templates)
+        if current.metrics and templates != current.templates:
+            # A template edited (or referenced, or dropped) mid-canary: no restart, but never silent.
+            now, before = ", ".join(templates) or "none", ", ".join(current.templates) or "none"
+            self.event(
+                "Normal",
+                "AnalysisTemplateChanged",
+                f"Analysis templates now {now} (were {before}): the new definition applies from this measurement "
+                "on; earlier measurements and counts stand",
+            )
         updated = current.model_copy(
-            update={**counters, "last_result": tick, "metrics": metrics, "next_measurement_at": next_at}
+            update={
+                **counters,
+                "last_result": tick,
+                "metrics": metrics,
+                "next_measurement_at": next_at,
+                "templates": templates,
+            }
         )
         self.update(analysis=updated)
         bad = "; ".join(

@@ -1,0 +1,3 @@
+from modeldeploy_dev.cli import app
+
+app(prog_name="modeldeploy-dev")

@@ -1,0 +1,237 @@
+"""The Helm chart and the kustomize base, rendered and linted by the real helm and kubectl (no cluster).
+
+helm and kubectl come from the local control plane's build (`modeldeploy-dev cluster build`), which the
+`binaries` fixture runs or finds in the cache.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from chart_support import BASE, CHART, SERVICE_ACCOUNT, SYSTEM, operator_container, render
+from modeldeploy_dev.testing import Helm, kubectl_offline
+
+HELM_ONLY_LABELS = ("helm.sh/chart", "app.kubernetes.io/managed-by", "app.kubernetes.io/version")
+
+# Exactly the rules the operator needs inside a namespace it serves (see templates/_helpers.tpl).
+WRITE = ["get", "list", "watch", "create", "patch", "update", "delete"]
+NAMESPACED_RULES = [
+    {"apiGroups": ["modeldeploy.io"], "resources": ["modeldeployments"], "verbs": ["get", "list", "watch", "patch"]},
+    {"apiGroups": ["modeldeploy.io"], "resources": ["modeldeployments/status"], "verbs": ["get", "patch", "update"]},
+    {"apiGroups": ["modeldeploy.io"], "resources": ["modeldeployments/finalizers"], "verbs": ["update"]},
+    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": WRITE},
+    {"apiGroups": [""], "resources": ["services"], "verbs": WRITE},
+    {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": WRITE},
+    {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": WRITE},
+    {"apiGroups": ["gateway.networking.k8s.io"], "resources": ["httproutes"], "verbs": WRITE},
+    {"apiGroups": ["networking.istio.io"], "resources": ["virtualservices"], "verbs": WRITE},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+    {"apiGroups": ["modeldeploy.io"], "resources": ["analysistemplates"], "verbs": ["get"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+]
+CRD_RULE = {
+    "apiGroups": ["apiextensions.k8s.io"],
+    "resources": ["customresourcedefinitions"],
+    "verbs": ["get", "list", "watch"],
+}
+NAMESPACES_RULE = {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]}
+CLUSTER_TEMPLATES_RULE = {"apiGroups": ["modeldeploy.io"], "resources": ["clusteranalysistemplates"], "verbs": ["get"]}
+
+
+def find(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+
+
+def rules_of(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [rule for d in docs if d["kind"] in ("Role", "ClusterRole") for rule in d["rules"]]
+
+
+def assert_least_privilege(docs: list[dict[str, Any]]) -> None:
+    for rule in rules_of(docs):
+        for field in ("apiGroups", "resources", "verbs", "resourceNames", "nonResourceURLs"):
+            assert all("*" not in item for item in rule.get(field, [])), f"wildcard in {rule}"
+        for forbidden in ("secrets", "configmaps", "serviceaccounts", "roles", "clusterroles"):
+            assert forbidden not in rule["resources"], f"{forbidden} in {rule}"
+        if "pods" in rule["resources"]:
+            assert rule["verbs"] == ["list"], f"pods are only listed, for their fetch reports: {rule}"
+        assert not {"escalate", "bind", "impersonate", "deletecollection"} & set(rule["verbs"]), rule
+
+
+def test_helm_lint_passes_and_enforces_the_values_schema(helm: Helm, tmp_path: Path) -> None:
+    helm("lint", "--strict", str(CHART))
+    helm("lint", "--strict", str(CHART), "--set", "rbac.scope=namespaced", "--set", "watchNamespaces={a,b}")
+
+    wrong_type = tmp_path / "wrong-type.yaml"
+    wrong_type.write_text(yaml.safe_dump({"operator": {"workers": "four"}}))
+    result = helm("lint", str(CHART), "-f", str(wrong_type), check=False)
+    assert result.returncode != 0
+    assert "/operator/workers" in result.stdout + result.stderr, result.stdout
+
+    unknown = tmp_path / "unknown-key.yaml"
+    unknown.write_text(yaml.safe_dump({"replicaCount": 2}))
+    result = helm("lint", str(CHART), "-f", str(unknown), check=False)
+    assert result.returncode != 0
+    assert "additional properties 'replicaCount' not allowed" in result.stdout + result.stderr, result.stdout
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (
+            ["ha.enabled=true", "rbac.scope=namespaced", "watchNamespaces={a}"],
+            "ha.enabled=true needs rbac.scope=cluster",
+        ),
+        (["rbac.scope=namespaced"], "rbac.scope=namespaced needs at least one namespace in watchNamespaces"),
+        (["watchNamespaces={a}"], "watchNamespaces is only used with rbac.scope=namespaced"),
+        (["serviceAccount.create=false"], "serviceAccount.name is required when serviceAccount.create is false"),
+    ],
+)
+def test_helm_refuses_values_it_cannot_honour(helm: Helm, values: list[str], message: str) -> None:
+    sets = [arg for value in values for arg in ("--set", value)]
+    result = helm("template", "x", str(CHART), *sets, check=False)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
+    # `helm lint` reports a template's `fail` only as [INFO] and exits 0; template and install refuse.
+    linted = helm("lint", str(CHART), *sets)
+    assert "[INFO] " in linted.stderr
+    assert message in linted.stderr
+
+
+def test_helm_template_cluster_scope(helm: Helm) -> None:
+    docs = render(helm)
+    assert sorted((d["kind"], d["metadata"]["name"]) for d in docs) == [
+        ("ClusterRole", "modeldeploy"),
+        ("ClusterRoleBinding", "modeldeploy"),
+        ("Deployment", "modeldeploy"),
+        ("Service", "modeldeploy-metrics"),
+        ("ServiceAccount", "modeldeploy"),
+    ]
+    assert_least_privilege(docs)
+    assert find(docs, "ClusterRole")[0]["rules"] == [*NAMESPACED_RULES, CRD_RULE, CLUSTER_TEMPLATES_RULE]
+    binding = find(docs, "ClusterRoleBinding")[0]
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "modeldeploy"}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": SYSTEM}]
+
+    deployment = find(docs, "Deployment")[0]
+    container = operator_container(deployment)
+    assert container["command"] == ["modeldeploy"]
+    assert container["args"] == [
+        "run",
+        "--all-namespaces",
+        "--metrics-port",
+        "9090",
+        "--liveness-port",
+        "8080",
+        "--workers",
+        "4",
+        "--log-format",
+        "json",
+    ]
+    assert container["image"] == "ghcr.io/modeldeploy/modeldeploy:0.1.0"
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == SERVICE_ACCOUNT
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 65532,
+        "runAsGroup": 65532,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert (security["runAsNonRoot"], security["runAsUser"]) == (True, 65532)
+    assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"metrics": 9090, "health": 8080}
+    assert container["resources"]["requests"]
+    assert container["resources"]["limits"]["memory"]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert labels.get("app.kubernetes.io/managed-by") != "modeldeploy", "the model PodMonitor would select it"
+    service = find(docs, "Service")[0]
+    assert service["spec"]["ports"] == [{"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}]
+    assert service["spec"]["selector"].items() <= labels.items()
+
+
+def test_helm_template_namespaced_scope(helm: Helm) -> None:
+    docs = render(helm, "--set", "rbac.scope=namespaced", "--set", "watchNamespaces={team-a,team-b}")
+    assert_least_privilege(docs)
+    roles = find(docs, "Role")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    assert all(r["rules"] == NAMESPACED_RULES for r in roles)
+    bindings = find(docs, "RoleBinding")
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
+    for binding in bindings:
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "modeldeploy"}
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": SYSTEM}]
+    # The only cluster-scoped grant: reading namespaces and CRDs, which Kopf scans, and ClusterAnalysisTemplates.
+    (cluster_role,) = find(docs, "ClusterRole")
+    assert cluster_role["metadata"]["name"] == "modeldeploy-discovery"
+    assert cluster_role["rules"] == [CRD_RULE, NAMESPACES_RULE, CLUSTER_TEMPLATES_RULE]
+    (cluster_binding,) = find(docs, "ClusterRoleBinding")
+    assert cluster_binding["roleRef"]["name"] == "modeldeploy-discovery"
+    args = operator_container(find(docs, "Deployment")[0])["args"]
+    assert args[:5] == ["run", "-n", "team-a", "-n", "team-b"]
+    assert "--all-namespaces" not in args
+
+
+def test_monitors_render_only_when_enabled(helm: Helm) -> None:
+    kinds = {d["kind"] for d in render(helm)}
+    assert not kinds & {"ServiceMonitor", "PodMonitor"}
+
+    docs = render(helm, "--set", "serviceMonitor.enabled=true", "--set", "modelPodMonitor.enabled=true")
+    (monitor,) = find(docs, "ServiceMonitor")
+    service = find(docs, "Service")[0]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"] == "metrics"
+    (pods,) = find(docs, "PodMonitor")
+    assert pods["spec"]["selector"] == {"matchLabels": {"app.kubernetes.io/managed-by": "modeldeploy"}}
+    assert pods["spec"]["podTargetLabels"] == ["modeldeploy.io/track", "modeldeploy.io/revision"]
+    assert pods["spec"]["podMetricsEndpoints"][0]["port"] == "http"
+    assert pods["spec"]["namespaceSelector"] == {"any": True}
+    operator_pod = find(docs, "Deployment")[0]["spec"]["template"]["metadata"]["labels"]
+    assert not pods["spec"]["selector"]["matchLabels"].items() <= operator_pod.items()
+
+    namespaced = render(
+        helm,
+        *("--set", "modelPodMonitor.enabled=true", "--set", "rbac.scope=namespaced", "--set", "watchNamespaces={a}"),
+    )
+    assert find(namespaced, "PodMonitor")[0]["spec"]["namespaceSelector"] == {"matchNames": ["a"]}
+
+
+def test_grafana_dashboard_renders_only_when_enabled(helm: Helm) -> None:
+    assert not [d for d in render(helm) if d["kind"] == "ConfigMap"]
+    docs = render(helm, "--set", "grafanaDashboard.enabled=true", "--set", "grafanaDashboard.labels.team=ml")
+    (config_map,) = find(docs, "ConfigMap")
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert config_map["metadata"]["labels"]["team"] == "ml"
+    dashboard = json.loads(config_map["data"]["modeldeploy.json"])
+    assert dashboard == json.loads((CHART / "dashboards" / "modeldeploy.json").read_text())
+
+
+def _without_helm_labels(doc: dict[str, Any]) -> dict[str, Any]:
+    doc = json.loads(json.dumps(doc))
+    for meta in (doc["metadata"], doc.get("spec", {}).get("template", {}).get("metadata", {})):
+        for label in HELM_ONLY_LABELS:
+            meta.get("labels", {}).pop(label, None)
+    return doc
+
+
+def test_kustomize_base_installs_what_the_chart_defaults_install(helm: Helm) -> None:
+    chart = {(d["kind"], d["metadata"]["name"]): _without_helm_labels(d) for d in render(helm, "--include-crds")}
+    base_docs = [d for d in yaml.safe_load_all(kubectl_offline("kustomize", str(BASE))) if d]
+    base = {(d["kind"], d["metadata"]["name"]): d for d in base_docs}
+    namespace = base.pop(("Namespace", SYSTEM))
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert base.keys() == chart.keys()
+    for key, doc in base.items():
+        assert doc == chart[key], f"{key} differs between manifests/base and the chart's defaults"
+    assert_least_privilege(base_docs)
