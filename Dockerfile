@@ -15,8 +15,10 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/modeldeploy
 WORKDIR /src
 COPY pyproject.toml README.md ./
+# The versions the test suite ran with: the lock pins every runtime dependency too.
+COPY requirements/dev.lock requirements/dev.lock
 COPY operator/modeldeploy/ operator/modeldeploy/
-RUN /opt/modeldeploy/bin/pip install ".[aws]" \
+RUN /opt/modeldeploy/bin/pip install -c requirements/dev.lock ".[aws]" \
  && /opt/modeldeploy/bin/modeldeploy --help >/dev/null \
  && /opt/modeldeploy/bin/python -c "import importlib.util as u, sys; \
 found = [m for m in ('modeldeploy_dev', 'cryptography', 'modelserver') if u.find_spec(m)]; \

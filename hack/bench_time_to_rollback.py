@@ -51,7 +51,10 @@ def spec(version: str, interval: int, prometheus: str) -> dict[str, Any]:
 
 def canary_weight(cluster: Cluster, namespace: str) -> int | None:
     route = cluster.get("httproute", NAME, namespace)
-    return route["spec"]["rules"][0]["backendRefs"][1]["weight"] if route else None
+    if not route:
+        return None
+    refs = route["spec"]["rules"][0]["backendRefs"]
+    return refs[1]["weight"] if len(refs) > 1 else 0  # no canary backend once the canary is gone
 
 
 def measure(cluster: Cluster, prometheus: PrometheusServer, interval: int) -> tuple[float, float]:

@@ -16,6 +16,7 @@ from rich.live import Live
 
 from modeldeploy import control
 from modeldeploy.core import crd as crd_module
+from modeldeploy.core.sharding import MAX_SHARDS, Shard
 
 app = typer.Typer(help="modeldeploy: ship ML models on Kubernetes.", no_args_is_help=True)
 
@@ -59,12 +60,26 @@ def run(
         int | None,
         typer.Option(help="Peering priority; by default derived from the host name, so that replicas differ."),
     ] = None,
+    shards: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=MAX_SHARDS,
+            help="Split the ModelDeployments into this many shards by a hash of their uid; run one operator "
+            "(or one HA group) per shard, all with the same --shards.",
+        ),
+    ] = 1,
+    shard: Annotated[int, typer.Option(min=0, help="The shard this operator serves, 0 to --shards minus 1.")] = 0,
 ) -> None:
     """Run the operator, for all namespaces (default) or the ones given with -n."""
     if namespace and all_namespaces:
         raise typer.BadParameter("give --namespace or --all-namespaces, not both")
     if log_format not in ("json", "text"):
         raise typer.BadParameter("--log-format must be json or text")
+    try:
+        serves = Shard(shard, shards)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from error
     from modeldeploy import handlers
     from modeldeploy.adapters import metrics
 
@@ -72,7 +87,9 @@ def run(
     if priority is None:
         # Peers of equal priority all freeze; distinct ones elect the highest.
         priority = zlib.crc32(socket.gethostname().encode()) % 10_000
-    handlers.run_operator(list(namespace or []), liveness_port, workers, log_format, verbose, peering, priority)
+    handlers.run_operator(
+        list(namespace or []), liveness_port, workers, log_format, verbose, peering, priority, shard=serves
+    )
 
 
 # -- manual controls and views; also the kubectl plugin (`kubectl modeldeploy ...`) --------------------------

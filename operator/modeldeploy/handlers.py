@@ -8,14 +8,22 @@ from typing import Any
 
 import kopf
 
-from modeldeploy.adapters import metrics
+from modeldeploy import __version__
+from modeldeploy.adapters import metrics, redaction
+from modeldeploy.adapters.cache import CachedKube, Store
 from modeldeploy.adapters.kube import Kube, load_api_client
+from modeldeploy.adapters.providers.runner import MeasurementRunner
 from modeldeploy.core import api, children
 from modeldeploy.core.naming import MANAGED_BY, MANAGED_BY_LABEL
+from modeldeploy.core.sharding import Shard
+from modeldeploy.informer import Informer
 from modeldeploy.reconcile import Reconciler
-from modeldeploy.workqueue import Key, WorkQueue
+from modeldeploy.workqueue import WorkQueue, in_threads
+
+log = logging.getLogger("modeldeploy.handlers")
 
 PEERING_LIFETIME_SECONDS = 30
+LIST_PAGE = 500
 # Every kind of child, from the core's registry (the workload plus every router's resources), as Kopf names them.
 CHILD_RESOURCES = tuple((r.group, r.version, r.plural) for r in children.CHILD_RESOURCES)
 
@@ -29,48 +37,76 @@ def configure(settings: kopf.OperatorSettings) -> None:
         settings.watching.label_selectors[resource] = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
     # With peering, a standby takes over within this many seconds of an active replica dying without a goodbye.
     settings.peering.lifetime = PEERING_LIFETIME_SECONDS
+    # Kopf's own listings (at start and after a watch restart) come in pages, not as one response of every object.
+    settings.watching.chunk_size = LIST_PAGE
+    # Only event handlers here: nothing diffs an object against its last handled state, so Kopf need not copy
+    # every event's body to build that state (most of its CPU per event otherwise).
+    settings.persistence.diffbase_storage = NoDiffBase()
+    import os  # EXPERIMENT-REMOVE
+
+    if os.environ.get("XP_IDLE"):  # EXPERIMENT-REMOVE
+        settings.queueing.idle_timeout = float(os.environ["XP_IDLE"])  # EXPERIMENT-REMOVE
+    if os.environ.get("XP_LIMIT"):  # EXPERIMENT-REMOVE
+        settings.queueing.worker_limit = int(os.environ["XP_LIMIT"])  # EXPERIMENT-REMOVE
+    if os.environ.get("XP_NODIFF") == "0":  # EXPERIMENT-REMOVE
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage()  # EXPERIMENT-REMOVE
+
+
+class NoDiffBase(kopf.DiffBaseStorage):
+    """No last-handled state: kept nowhere, and not built from the body at all."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        pass
 
 
 @kopf.on.startup()
 async def start(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> None:
     configure(settings)
-    reconciler = Reconciler(Kube(load_api_client()))
+    shard: Shard = memo.shard
+    api_client = load_api_client()
+    # Names the shard in the API server's audit log (userAgent), so each write can be traced to its replica.
+    api_client.user_agent = f"modeldeploy/{__version__} shard/{shard.index}-of-{shard.count}"
+    loop = asyncio.get_running_loop()
+    # Analysis ticks run on the runner's own threads; when one finishes, its object is queued again.
+    memo.runner = MeasurementRunner(notify=lambda key: loop.call_soon_threadsafe(memo.queue.add, key))
+    # Reconciles read the ModelDeployment and its children from the informer cache these handlers feed.
+    kube = CachedKube(Kube(api_client), Store(clusterwide=not memo.namespaces, owns=shard.owns))
+    reconciler = Reconciler(kube, owns=shard.owns, runner=memo.runner)
+    metrics.SHARD.labels(shard=str(shard.index), shards=str(shard.count)).set(1)
+    if shard.sharded:
+        log.info("Serving shard %s: the ModelDeployments in %s", shard, shard.selector())
 
-    async def reconcile(key: Key) -> float | None:
-        return await asyncio.to_thread(reconciler.reconcile, *key)
-
+    # `workers` reconciles really run at once: on a pool of that size, not the loop's default executor.
+    reconcile, memo.reconcile_pool = in_threads(reconciler.reconcile, memo.workers)
     memo.queue = WorkQueue(reconcile, workers=memo.workers)
     metrics.WORKQUEUE_DEPTH.set_function(memo.queue.depth)
-    memo.queue.start()
+    # The queue's workers start once the cache holds every child (a LIST per kind, in the background).
+    memo.informer = Informer(kube, memo.queue, owns=shard.owns, namespaces=memo.namespaces)
+    memo.informer.start()
 
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
+    await memo.informer.stop()
     await memo.queue.stop()
+    memo.runner.close()
+    memo.reconcile_pool.shutdown(wait=False, cancel_futures=True)
 
 
+# Kopf's `type` is None for what a listing delivers (at start, and after a watch restart), else the watch's.
 @kopf.on.event(api.GROUP, api.VERSION, api.PLURAL)
-async def modeldeployment_event(*, type: str, name: str, namespace: str | None, memo: Any, **_: Any) -> None:
-    if namespace is None:
-        return
-    key = (namespace, name)
-    if type == "DELETED":
-        memo.queue.forget(key)
-        metrics.OBJECTS.set(namespace, name, None)
-        return
-    memo.queue.add(key)
+async def modeldeployment_event(*, type: str, event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+    memo.informer.modeldeployment_event(type, event["object"])
 
 
-async def child_event(*, body: kopf.Body, namespace: str | None, memo: Any, **_: Any) -> None:
-    if namespace is None:
-        return
-    for ref in body.metadata.get("ownerReferences") or []:
-        if (
-            ref.get("kind") == api.KIND
-            and ref.get("apiVersion", "").startswith(f"{api.GROUP}/")
-            and ref.get("controller")
-        ):
-            memo.queue.add((namespace, ref["name"]))
+async def child_event(*, type: str, event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+    memo.informer.child_event(type, event["object"])
 
 
 for group, version, plural in CHILD_RESOURCES:
@@ -85,8 +121,10 @@ def run_operator(
     verbose: bool,
     peering: str | None = None,
     priority: int = 0,
+    shard: Shard | None = None,
 ) -> None:
-    """Standalone by default; with `peering`, replicas elect one active operator by Kopf peering."""
+    """Standalone by default; with `peering`, replicas elect one active operator by Kopf peering. With `shard`,
+    it serves only the ModelDeployments of that shard (and their children)."""
     kopf.configure(
         verbose=verbose,
         log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.FULL,
@@ -95,6 +133,9 @@ def run_operator(
     if not verbose:
         # Kopf reports every handled watch event; the reconciler logs what actually changed.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    # Every line any logger writes (kopf, kubernetes, httpx, httpcore...) at any level goes through one handler:
+    # mask in it every secret value read from a Secret, Authorization headers and token= parameters.
+    redaction.install()
     kopf.run(
         clusterwide=not namespaces,
         namespaces=namespaces,
@@ -102,5 +143,5 @@ def run_operator(
         peering_name=peering,
         priority=priority,
         liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz",
-        memo=kopf.Memo(workers=workers),
+        memo=kopf.Memo(workers=workers, shard=shard or Shard(), namespaces=namespaces),
     )

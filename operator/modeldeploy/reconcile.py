@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +16,7 @@ from pydantic import ValidationError
 
 from modeldeploy.adapters import metrics, providers
 from modeldeploy.adapters.kube import KubeApi
+from modeldeploy.adapters.providers.runner import InlineRunner, Runner
 from modeldeploy.core.analysis import evaluate, queries
 from modeldeploy.core.api import (
     ActionStatus,
@@ -30,6 +32,7 @@ from modeldeploy.core.fetch import FetchReport, needs_fetch, read_fetch_report
 from modeldeploy.core.naming import ACTION_ANNOTATION, PAUSED_ANNOTATION, Owner, canary_name
 from modeldeploy.core.presets import SpecError
 from modeldeploy.core.render import live_template, pod_template, render
+from modeldeploy.core.repairs import ChildMemory, Repair
 from modeldeploy.core.rollout import Action, Decision, Observed, decide, measurement_due, parse_action
 from modeldeploy.core.routers import ROUTERS
 from modeldeploy.core.source import pinned_spec, served_model
@@ -51,6 +54,9 @@ from modeldeploy.sources import SourceResolver
 log = logging.getLogger("modeldeploy.reconcile")
 
 CHILD_KINDS = tuple(resource.kind for resource in CHILD_RESOURCES)
+TICK_GRACE_SECONDS = 1.0
+APPLY_RETRY_SECONDS = 1.0
+APPLY_RETRY_MAX_SECONDS = 300.0
 _ROUTING_BY_KIND = {resource.kind: resource for resource in ROUTING_RESOURCES}
 
 
@@ -94,9 +100,23 @@ def _pending_action(
 
 
 class Reconciler:
-    def __init__(self, kube: KubeApi, sources: SourceResolver | None = None) -> None:
+    def __init__(
+        self,
+        kube: KubeApi,
+        sources: SourceResolver | None = None,
+        owns: Callable[[str], bool] | None = None,
+        runner: Runner | None = None,
+    ) -> None:
         self.kube = kube
         self.sources = sources or SourceResolver(kube)
+        self.runner: Runner = runner or InlineRunner()
+        """Where analysis ticks run: inline by default; the operator gives a `MeasurementRunner` (own threads)."""
+        self.children = ChildMemory()
+        """The children this process has seen, to tell our own changes from someone else's."""
+        self._apply_failures: dict[tuple[str, str], int] = {}
+        """Writes the API server refused in a row, per object: their retries back off."""
+        self.owns = owns or (lambda uid: True)
+        """Whether this replica's shard serves the object with this uid (every object when not sharded)."""
 
     def reconcile(self, namespace: str, name: str) -> float | None:
         """Returns when to look again (a canary in progress), or None."""
@@ -117,9 +137,13 @@ class Reconciler:
 
     def _reconcile(self, namespace: str, name: str) -> float | None:
         md = self.kube.get_modeldeployment(namespace, name)
-        if md is None or md["metadata"].get("deletionTimestamp"):
+        # Not ours: a namesake in another shard, created since this key was queued.
+        if md is None or md["metadata"].get("deletionTimestamp") or not self.owns(md["metadata"]["uid"]):
             metrics.OBJECTS.set(namespace, name, None)
             self.sources.forget((namespace, name))
+            self.runner.forget((namespace, name))
+            self.children.forget((namespace, name))
+            self._apply_failures.pop((namespace, name), None)
             return None
         meta = md["metadata"]
         annotations = meta.get("annotations") or {}
@@ -136,6 +160,8 @@ class Reconciler:
         decision: Decision | None = None
         retry: float | None = None
         look_again: float | None = None
+        tick_wait: float | None = None  # an analysis tick runs: it wakes this object up when it finishes
+        repairs: list[Repair] = []
         try:
             declared = validate(name, md.get("spec") or {})
             if declared.model.registry_reference is not None:
@@ -165,7 +191,12 @@ class Reconciler:
                 resolved, measured = self._measure(spec, owner, previous, now)
                 rollout = spec.rollout.model_copy(update={"analysis": resolved.analysis})
                 spec = spec.model_copy(update={"rollout": rollout})
-                observed = replace(observed, measurements=measured, analysis_templates=resolved.templates)
+                if measured is not None:
+                    observed = replace(observed, measurements=measured, analysis_templates=resolved.templates)
+                else:
+                    tick_wait = self.runner.wait((namespace, name))
+            else:
+                self.runner.forget((namespace, name))
             known = spec.model.digest or _known_digest(previous, target.revision)
             fetch = self._fetch_report(owner, spec, target.revision, previous, known)
             digest = known or (fetch.digest if fetch else None)
@@ -174,6 +205,8 @@ class Reconciler:
             decision = decide(spec, target.revision, model, observed, previous, now)
             self.sources.tag_outcomes(namespace, declared, _ended(decision))
             stable_template = live_template(stable_live) if stable_live and not decision.stable_runs_target else target
+            # A canary Deployment nobody writes any more drains until its scale-down time (its Service with it).
+            draining = canary_live is not None and decision.canary_replicas is None and not decision.delete_canary
             desired = render(
                 owner,
                 spec,
@@ -181,11 +214,11 @@ class Reconciler:
                 target if decision.canary_replicas is not None else None,
                 decision.canary_replicas or 0,
                 decision.weight,
+                draining=draining,
             )
-            keep = set()
-            if canary_live is not None and decision.canary_replicas is None and not decision.delete_canary:
-                keep.add(("Deployment", canary_name(owner)))  # drains until its scale-down time
-            stable_after = self._converge(owner, desired, live, keep)
+            keep = {("Deployment", canary_name(owner))} if draining else set()
+            stable_after = self._converge(owner, desired, live, keep, _existed(owner, previous), repairs)
+            self._apply_failures.pop((namespace, name), None)
             observation = replace(observation, spec=spec, deployment=DeploymentState.from_object(stable_after))
         except SpecError as error:
             observation = _failed(observation, INVALID_SPEC, str(error))
@@ -197,6 +230,7 @@ class Reconciler:
         current = decision.status if decision else previous
         status, events = compute_status(stored, current, observation, now)
         events = [*(decision.events if decision else []), *events]
+        events += [Event("Warning", repair.reason, repair.message) for repair in repairs]
         if rejected_action is not None:
             status = status.model_copy(update={"last_action": rejected_action})
             events.append(Event("Warning", "ActionRejected", rejected_action.result))
@@ -218,12 +252,21 @@ class Reconciler:
         if decision is not None:
             _count_outcomes(decision)
         for event in events:
-            log.info("[%s/%s] %s: %s", namespace, name, event.reason, event.message)
+            if patch is None or (event.reason, event.message) != (
+                observation.failure_reason,
+                observation.failure_message,
+            ):  # the failure's own line above says it already
+                log.info("[%s/%s] %s: %s", namespace, name, event.reason, event.message)
             try:
                 self.kube.emit_event(md, event)
             except ApiException as error:
                 log.warning("[%s/%s] Could not post Event %s: %s", namespace, name, event.reason, error.reason)
-        return _soonest(decision.requeue_after if decision else retry, look_again)
+        again = _soonest(decision.requeue_after if decision else retry, look_again)
+        if tick_wait is not None and again is not None:
+            # The overdue tick would ask for "now" again and again: the runner queues the object when the tick is
+            # done; until then, look again no sooner than its deadline.
+            again = max(again, tick_wait + TICK_GRACE_SECONDS)
+        return again
 
     def _fetch_report(
         self, owner: Owner, spec: ModelDeploymentSpec, revision: str, previous: ModelDeploymentStatus, known: str | None
@@ -236,9 +279,9 @@ class Reconciler:
 
     def _measure(
         self, spec: ModelDeploymentSpec, owner: Owner, previous: ModelDeploymentStatus, now: datetime
-    ) -> tuple[Resolved, list[Measurement]]:
-        """One analysis tick: the templates read and merged, every metric measured by its provider, each request
-        bounded by its timeout."""
+    ) -> tuple[Resolved, list[Measurement] | None]:
+        """One analysis tick: the templates read and merged, every metric measured by its provider within its
+        timeout. The measuring runs on the runner (off this reconcile's thread): None while it has not finished."""
         analysis = spec.rollout.analysis
         assert analysis is not None
         assert previous.canary is not None
@@ -254,7 +297,18 @@ class Reconciler:
             stable,
             resolved.sources,
         )
-        raws = providers.measure(planned, providers.Context(owner.namespace, owner.name, self.kube))
+        context = providers.Context(owner.namespace, owner.name, self.kube)
+        # What is asked, for which canary and which tick: answers to anything else are never used.
+        asked = f"{previous.canary.revision}|{previous.analysis and previous.analysis.next_measurement_at}|{planned!r}"
+        fingerprint = hashlib.sha256(asked.encode()).hexdigest()
+        raws = self.runner.take(
+            (owner.namespace, owner.name),
+            fingerprint,
+            lambda: providers.measure(planned, context),
+            providers.budget(planned),
+        )
+        if raws is None:
+            return resolved, None
         measurements = [evaluate(q.metric, raw, stamp) for q, raw in zip(planned, raws, strict=True)]
         for measurement in measurements:
             metrics.MEASUREMENTS.labels(result=measurement.result).inc()
@@ -300,8 +354,14 @@ class Reconciler:
         desired: list[dict[str, Any]],
         live: dict[tuple[str, str], dict[str, Any]],
         keep: set[tuple[str, str]],
+        existed: frozenset[tuple[str, str]] = frozenset(),
+        repairs: list[Repair] | None = None,
     ) -> dict[str, Any]:
-        """Applies the children that differ, prunes the ones no longer wanted; returns the stable Deployment."""
+        """Applies the children that differ, prunes the ones no longer wanted; returns the stable Deployment.
+        Writes that undo someone else's change (an edit, a deletion) are added to `repairs`; `existed` are the
+        children the last status shows, for when this process knows nothing of the object yet."""
+        key = (owner.namespace, owner.name)
+        written: dict[tuple[str, str], dict[str, Any]] = {}
         wanted = {(obj["kind"], obj["metadata"]["name"]) for obj in desired} | keep
         for (kind, child_name), obj in live.items():
             if (kind, child_name) not in wanted:
@@ -316,10 +376,22 @@ class Reconciler:
             if current is None:
                 self._refuse_foreign(kind, owner, child_name)
             if current is None or not contains(current, obj):
-                current = self._apply(owner, obj)
+                repair = self.children.judge(key, owner.uid, obj, current, existed)
+                current = written[(kind, child_name)] = self._apply(owner, obj)
+                if repair is not None:
+                    metrics.CHILD_REPAIRS.labels(kind=kind, action=repair.action).inc()
+                    if repairs is not None:
+                        repairs.append(repair)
             if kind == "Deployment" and child_name == owner.name:
                 stable = current
+        self.children.remember(key, owner.uid, desired, live, written, keep)
         return stable
+
+    def _backoff(self, key: tuple[str, str]) -> float:
+        """When to try a refused write again: 1 s, doubling each time up to 5 minutes."""
+        failures = self._apply_failures[key] = self._apply_failures.get(key, 0) + 1
+        metrics.RECONCILE_ERRORS.labels(error="ApplyRefused").inc()
+        return float(min(APPLY_RETRY_SECONDS * 2 ** (failures - 1), APPLY_RETRY_MAX_SECONDS))
 
     def _refuse_foreign(self, kind: str, owner: Owner, child_name: str) -> None:
         try:
@@ -340,9 +412,14 @@ class Reconciler:
         try:
             result = self.kube.apply(obj)
         except ApiException as error:
+            # A refusal the API server explains is reported in status (once: the status is written only when it
+            # changes) and tried again with backoff, without a traceback per try; anything else (the API server
+            # unreachable, overloaded) is raised, for the work queue's retries.
+            key = (owner.namespace, owner.name)
+            message = _api_message(error)
             if error.status in (400, 422):
                 raise ReconcileError(
-                    INVALID_SPEC, f"the API server rejected {kind} {child_name}: {_api_message(error)}"
+                    INVALID_SPEC, f"the API server rejected {kind} {child_name}: {message}", self._backoff(key)
                 ) from error
             if error.status == 404 and kind in _ROUTING_BY_KIND:
                 served = f"{kind} ({_ROUTING_BY_KIND[kind].api_version})"
@@ -351,10 +428,22 @@ class Reconciler:
                     "RouterUnavailable",
                     f"the cluster does not serve {served}, which the {routers} traffic router writes; "
                     "install it or choose another spec.traffic.router",
+                    self._backoff(key),
                 ) from error
             if error.status == 403:
                 raise ReconcileError(
-                    APPLY_FAILED, f"not allowed to write {kind} {child_name}: {_api_message(error)}"
+                    APPLY_FAILED, f"not allowed to write {kind} {child_name}: {message}", self._backoff(key)
+                ) from error
+            if error.status in (409, 413, 500):
+                if error.status == 413 or "too large" in message:
+                    message += (
+                        f"; the rendered {kind} is larger than the API server stores (etcd's limit is 1.5 MiB by "
+                        "default): make spec.runtime.env, args or pod annotations smaller"
+                    )
+                raise ReconcileError(
+                    APPLY_FAILED,
+                    f"the API server refused {kind} {child_name} (HTTP {error.status}): {message}",
+                    self._backoff(key),
                 ) from error
             raise
         metrics.API_WRITES.labels(kind=kind, verb="apply").inc()
@@ -411,6 +500,16 @@ def _pods_pending(previous: ModelDeploymentStatus, revision: str) -> bool:
     if canary is not None and canary.revision == revision:
         return canary.ready_replicas < canary.replicas
     return previous.phase not in ("Ready", "ScaledToZero")
+
+
+def _existed(owner: Owner, previous: ModelDeploymentStatus) -> frozenset[tuple[str, str]]:
+    """The Deployments that the last status shows running (a stable track, a canary with pods)."""
+    existed = set()
+    if previous.stable is not None:
+        existed.add(("Deployment", owner.name))
+    if previous.canary is not None and previous.canary.replicas > 0:
+        existed.add(("Deployment", canary_name(owner)))
+    return frozenset(existed)
 
 
 def _soonest(*delays: float | None) -> float | None:

@@ -22,6 +22,7 @@ from typing import Protocol, TypeVar
 from kubernetes.client.exceptions import ApiException
 
 from modeldeploy.adapters import metrics
+from modeldeploy.adapters.redaction import CredentialError, credential
 from modeldeploy.adapters.registries.mlflow import MlflowClient, RegistryError
 from modeldeploy.core.api import HistoryEntry, MlflowRegistry, ModelDeploymentSpec, SourceStatus, parse_duration
 from modeldeploy.core.source import pin
@@ -132,6 +133,11 @@ class SourceResolver:
                 raise RegistryError(
                     "SecretUnreadable", f"cannot read Secret {namespace}/{settings.secret_name}: {error.reason}"
                 ) from error
+            try:
+                credentials = _checked(credentials, f"Secret {namespace}/{settings.secret_name}")
+            except CredentialError as error:
+                metrics.REGISTRY_REQUESTS.labels(operation=operation, result="SecretUnreadable").inc()
+                raise RegistryError("SecretUnreadable", str(error)) from error
         client = self.client(settings, credentials)
         try:
             result = call(client)
@@ -142,6 +148,16 @@ class SourceResolver:
             client.close()
         metrics.REGISTRY_REQUESTS.labels(operation=operation, result="ok").inc()
         return result
+
+
+def _checked(credentials: dict[str, str], secret: str) -> dict[str, str]:
+    """The MLflow credentials with surrounding whitespace removed; CredentialError for one that cannot be sent."""
+    out = dict(credentials)
+    checked = {"MLFLOW_TRACKING_TOKEN": False, "MLFLOW_TRACKING_USERNAME": False, "MLFLOW_TRACKING_PASSWORD": True}
+    for key, spaces in checked.items():
+        if out.get(key, "").strip():
+            out[key] = credential(out[key], f"key {key!r} of {secret}", spaces=spaces)
+    return out
 
 
 def _resolved(source: SourceStatus) -> SourceReport:

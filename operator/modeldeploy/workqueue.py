@@ -7,11 +7,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
+
+
+CHANGED = 0
+"""Something happened that the reconcile has not seen: a new or edited object, a child changed or deleted, a retry,
+a time the reconcile asked to be called back at."""
+RESYNC = 1
+"""An object seen again by a watch's (re)listing, with nothing known to have changed. After a restart these are
+every object: they wait behind anything that changed, so a new object's first reconcile (and its first Ready) never
+waits for a full pass over thousands of idle ones."""
+PRIORITIES = (CHANGED, RESYNC)
 
 
 class WorkQueue:
@@ -22,28 +34,37 @@ class WorkQueue:
         base_delay: float = 0.5,
         max_delay: float = 300.0,
     ) -> None:
-        """`handler` returns a delay to be called again after, or None; it raises to be retried."""
+        """`handler` returns a delay to be called again after, or None; it raises to be retried.
+
+        Keys wait in one FIFO per priority (`CHANGED` before `RESYNC`); a key queued at a lower priority moves up
+        when it is added again at a higher one. Workers start with `start()`: keys added before wait."""
         self._handler = handler
         self._workers = workers
         self._base_delay = base_delay
         self._max_delay = max_delay
-        self._queue: asyncio.Queue[Key] = asyncio.Queue()
-        self._queued: set[Key] = set()
+        self._fifos: tuple[deque[Key], ...] = tuple(deque() for _ in PRIORITIES)
+        self._queued: dict[Key, int] = {}
+        """Each queued key and its priority; a FIFO entry whose priority differs is stale and skipped."""
+        self._wakeup = asyncio.Event()
         self._running: set[Key] = set()
-        self._dirty: set[Key] = set()
+        self._dirty: dict[Key, int] = {}
         self._failures: dict[Key, int] = {}
         self._timers: dict[Key, asyncio.TimerHandle] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
-    def add(self, key: Key) -> None:
+    def add(self, key: Key, priority: int = CHANGED) -> None:
         timer = self._timers.pop(key, None)
         if timer:
             timer.cancel()
         if key in self._running:
-            self._dirty.add(key)
-        elif key not in self._queued:
-            self._queued.add(key)
-            self._queue.put_nowait(key)
+            self._dirty[key] = min(priority, self._dirty.get(key, priority))
+            return
+        queued = self._queued.get(key)
+        if queued is not None and queued <= priority:
+            return
+        self._queued[key] = priority
+        self._fifos[priority].append(key)
+        self._wakeup.set()
 
     def add_after(self, key: Key, delay: float) -> None:
         if key in self._timers or key in self._queued:
@@ -62,7 +83,14 @@ class WorkQueue:
             timer.cancel()
 
     def depth(self) -> int:
-        return self._queue.qsize()
+        return len(self._queued)
+
+    def depths(self) -> dict[int, int]:
+        """Keys waiting, by priority."""
+        counts = dict.fromkeys(PRIORITIES, 0)
+        for priority in self._queued.values():
+            counts[priority] += 1
+        return counts
 
     def idle(self) -> bool:
         """Nothing queued, running or scheduled."""
@@ -79,10 +107,24 @@ class WorkQueue:
             timer.cancel()
         self._timers.clear()
 
+    def _pop(self) -> Key | None:
+        for priority, fifo in zip(PRIORITIES, self._fifos, strict=True):
+            while fifo:
+                key = fifo.popleft()
+                if self._queued.get(key) == priority:
+                    del self._queued[key]
+                    return key
+        self._wakeup.clear()
+        return None
+
+    async def _next(self) -> Key:
+        while (key := self._pop()) is None:
+            await self._wakeup.wait()
+        return key
+
     async def _work(self) -> None:
         while True:
-            key = await self._queue.get()
-            self._queued.discard(key)
+            key = await self._next()
             self._running.add(key)
             try:
                 again = await self._handler(key)
@@ -98,7 +140,21 @@ class WorkQueue:
                     self.add_after(key, again)
             finally:
                 self._running.discard(key)
-                self._queue.task_done()
-            if key in self._dirty:
-                self._dirty.discard(key)
-                self.add(key)
+            dirty = self._dirty.pop(key, None)
+            if dirty is not None:
+                self.add(key, dirty)
+
+
+def in_threads(
+    function: Callable[[str, str], float | None], workers: int
+) -> tuple[Callable[[Key], Awaitable[float | None]], ThreadPoolExecutor]:
+    """A queue handler that runs the blocking `function(namespace, name)` on a pool of its own, `workers` threads.
+
+    Not `asyncio.to_thread`: that uses the loop's default executor, whose size (min(32, CPUs + 4) on Python 3.11,
+    so 6 on two cores) would cap the queue's `workers` silently, and which Kopf and libraries share."""
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile")
+
+    async def handler(key: Key) -> float | None:
+        return await asyncio.get_running_loop().run_in_executor(pool, function, *key)
+
+    return handler, pool

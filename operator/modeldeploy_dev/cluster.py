@@ -38,6 +38,13 @@ BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 OPERATOR_USER = "modeldeploy-operator"
+# Room for 10,000 ModelDeployments and more: each idle one holds one ClusterIP (a /24 held about 126).
+SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/16"
+# The controllers' client rate limits. The defaults (20 requests/s for the controller manager, 50 for the
+# scheduler) and not the API server set the pace at a few thousand Deployments; a real cluster's control plane
+# is sized up the same way.
+CONTROLLER_API_QPS = 1000
+CONTROLLER_API_BURST = 2000
 
 AUDIT_POLICY = {
     "apiVersion": "audit.k8s.io/v1",
@@ -111,6 +118,8 @@ class LocalCluster:
 
     state_dir: Path
     nodes: int = 1
+    max_pods: int = 110
+    """Pods each fake node takes (the kubelet's default); raise it with the node count for big benchmarks."""
     remove_state_on_stop: bool = True
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -132,8 +141,8 @@ class LocalCluster:
         return self.state_dir / "pids.json"
 
     @classmethod
-    def temporary(cls, nodes: int = 1) -> LocalCluster:
-        return cls(Path(tempfile.mkdtemp(prefix="modeldeploy-cluster-")), nodes=nodes)
+    def temporary(cls, nodes: int = 1, max_pods: int = 110) -> LocalCluster:
+        return cls(Path(tempfile.mkdtemp(prefix="modeldeploy-cluster-")), nodes=nodes, max_pods=max_pods)
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -193,7 +202,7 @@ class LocalCluster:
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 f"--service-account-key-file={sa.cert}",
                 f"--service-account-signing-key-file={sa.key}",
-                "--service-cluster-ip-range=10.0.0.0/24",
+                f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
                 "--authorization-mode=RBAC",
                 "--endpoint-reconciler-type=none",
                 f"--audit-policy-file={self.state_dir / 'audit-policy.yaml'}",
@@ -205,7 +214,13 @@ class LocalCluster:
         )
         self._wait("kube-apiserver", deadline, lambda: self._api_ok(f"{server}/readyz", pki.ca, admin))
 
-        common = [f"--kubeconfig={self.kubeconfig}", "--leader-elect=false", "--secure-port=0"]
+        common = [
+            f"--kubeconfig={self.kubeconfig}",
+            "--leader-elect=false",
+            "--secure-port=0",
+            f"--kube-api-qps={CONTROLLER_API_QPS}",
+            f"--kube-api-burst={CONTROLLER_API_BURST}",
+        ]
         self._spawn(
             "kube-controller-manager",
             [
@@ -213,9 +228,10 @@ class LocalCluster:
                 f"--service-account-private-key-file={sa.key}",
                 f"--root-ca-file={pki.ca}",
                 "--use-service-account-credentials=false",
-                "--concurrent-deployment-syncs=10",
-                "--concurrent-replicaset-syncs=10",
-                "--concurrent-gc-syncs=10",
+                "--concurrent-deployment-syncs=20",
+                "--concurrent-replicaset-syncs=20",
+                "--concurrent-gc-syncs=20",
+                "--concurrent-service-endpoint-syncs=20",
             ],
         )
         self._spawn("kube-scheduler", common)
@@ -336,7 +352,7 @@ class LocalCluster:
         return self.kubectl(*args, check=False).returncode == 0
 
     def _create_nodes(self) -> None:
-        nodes = [_node(f"kwok-node-{i}") for i in range(self.nodes)]
+        nodes = [_node(f"kwok-node-{i}", self.max_pods) for i in range(self.nodes)]
         self.kubectl("apply", "-f", "-", input_text=yaml.safe_dump_all(nodes))
 
     def _nodes_ready(self) -> bool:
@@ -372,7 +388,7 @@ class LocalCluster:
         path.chmod(0o600)
 
 
-def _node(name: str) -> dict[str, Any]:
+def _node(name: str, max_pods: int = 110) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Node",
@@ -387,8 +403,8 @@ def _node(name: str) -> dict[str, Any]:
             },
         },
         "status": {
-            "allocatable": {"cpu": "32", "memory": "128Gi", "pods": "110"},
-            "capacity": {"cpu": "32", "memory": "128Gi", "pods": "110"},
+            "allocatable": {"cpu": "32", "memory": "128Gi", "pods": str(max_pods)},
+            "capacity": {"cpu": "32", "memory": "128Gi", "pods": str(max_pods)},
         },
     }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from modeldeploy import control
 from modeldeploy.core import crd
 from modeldeploy_dev.cluster import ClusterError, LocalCluster, bin_dir, build, cache_dir
 from modeldeploy_dev.dataplane import LoadGenerator, ModelServers, PrometheusServer
+from modeldeploy_dev.kubelet import FetchKubelet
+from modeldeploy_dev.stores import S3_ACCESS_KEY, S3_SECRET_KEY, MLflowServer, S3Server
 from modeldeploy_dev.testing import Cluster, Operator, ready_at
 
 console = Console()
@@ -114,6 +117,120 @@ def _weights(cluster: LocalCluster, name: str) -> tuple[int, int] | None:
     return 100 - weight, weight
 
 
+class Registry:
+    """A real MLflow registry whose artifacts live in a real S3 server, both on 127.0.0.1, with two versions of
+    `fraud-scorer` logged by MLflow itself; made ready in a thread while the other acts run."""
+
+    MODEL = "fraud-scorer"
+
+    def __init__(self, root: Path) -> None:
+        self.s3 = S3Server(root / "s3")
+        self.mlflow = MLflowServer(root / "mlflow", artifacts=self.s3)
+        self.error: BaseException | None = None
+        self.versions: list[str] = []
+        self._thread = threading.Thread(target=self._prepare, name="registry", daemon=True)
+
+    def _prepare(self) -> None:
+        try:
+            self.s3.start(echo=lambda _: None)
+            self.mlflow.start(echo=lambda _: None)
+            self.versions = self.mlflow.publish({self.MODEL: 2})[self.MODEL]
+        except BaseException as error:  # raised again by ready(), in the demo's own thread
+            self.error = error
+
+    def start(self) -> Registry:
+        self._thread.start()
+        return self
+
+    def ready(self) -> Registry:
+        self._thread.join(timeout=600)
+        if self.error is not None or self._thread.is_alive():
+            raise DemoError(f"the MLflow registry and S3 store did not start: {self.error or 'still starting'}")
+        return self
+
+    def stop(self) -> None:
+        self._thread.join(timeout=600)
+        self.mlflow.stop()
+        self.s3.stop()
+
+
+def _canary_at(md: dict[str, Any], version: str) -> dict[str, Any] | None:
+    canary: dict[str, Any] | None = (md.get("status") or {}).get("canary")
+    return canary if canary and canary["model"]["version"] == version else None
+
+
+def _unresolved(md: dict[str, Any]) -> bool:
+    conditions = (md.get("status") or {}).get("conditions") or []
+    return any(c["type"] == "ModelResolved" and c["status"] == "False" for c in conditions)
+
+
+def registry_act(
+    cluster: LocalCluster, registry: Registry, prometheus: PrometheusServer, servers: ModelServers
+) -> None:
+    """A ModelDeployment follows `models:/fraud-scorer@champion`; moving the alias in MLflow is the whole release."""
+    name = "fraud-mlflow"
+    old, new = registry.versions
+    harness = Cluster.of(cluster)
+    harness.kubectl(
+        "create", "secret", "generic", "s3-credentials", "-n", NAMESPACE,
+        f"--from-literal=AWS_ACCESS_KEY_ID={S3_ACCESS_KEY}", f"--from-literal=AWS_SECRET_ACCESS_KEY={S3_SECRET_KEY}",
+    )  # fmt: skip
+    model = {
+        "name": "fraud-scorer",
+        "uri": f"models:/{Registry.MODEL}@champion",
+        "format": "sklearn",
+        "registry": {"mlflow": {"trackingUri": registry.mlflow.tracking_uri, "pollInterval": "2s"}},
+        "storage": {"secretName": "s3-credentials", "s3": {"endpoint": registry.s3.endpoint, "pathStyle": True}},
+    }
+    rollout = analysis_rollout(prometheus.address)
+    # Errors and absolute latency only: they judge from the first scrapes (drift waits for 200 predictions a track).
+    rollout["analysis"]["metrics"] = [
+        {"name": "success-rate", "builtin": "successRate", "window": "10s", "min": 0.95},
+        {"name": "p99-latency", "builtin": "latencyP99", "window": "10s", "max": 0.5},
+    ]
+    manifest = {
+        "apiVersion": "modeldeploy.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {"model": model, "runtime": {"preset": "modelserver"}, "replicas": 2, "rollout": rollout},
+    }
+    console.print(f"MLflow on {registry.mlflow.tracking_uri} (artifacts in the S3 store {registry.s3.endpoint})")
+    cluster.kubectl("apply", "-f", "-", input_text=yaml.safe_dump(manifest))
+    servers.close()  # the model servers now stand for this ModelDeployment's tracks
+    with FetchKubelet(harness, NAMESPACE, cluster.state_dir / "fetch", instance=name) as kubelet:
+        first = watch(cluster, name, f"{name}: version {old} from the registry", lambda md: ready_at(md, old))
+        fetched = kubelet.wait(first["status"]["stable"]["revision"])
+        if not fetched.ok:
+            raise DemoError(f"fetching version {old} failed: {fetched.run.output[-1000:]}")
+        servers.start_fetched("stable", fetched.revision, old, fetched.model_dir)
+        console.print(f"version {old} fetched from {first['status']['source']['downloadUri']}: {fetched.digest}")
+        registry.mlflow.set_alias(Registry.MODEL, "champion", new)
+        console.print(f"[bold]moved the alias champion to version {new} in MLflow[/]; the spec is not touched")
+        moved, deadline = time.monotonic(), time.monotonic() + 60
+        while (canary := _canary_at(_md(cluster, name), new)) is None:
+            if time.monotonic() > deadline:
+                raise DemoError("no canary within 60s of the alias move")
+            time.sleep(0.1)
+        console.print(f"the canary of version {new} started {time.monotonic() - moved:.1f}s after the alias move")
+        second = kubelet.wait(canary["revision"])
+        if not second.ok:
+            raise DemoError(f"fetching version {new} failed: {second.run.output[-1000:]}")
+        servers.start_fetched("canary", second.revision, new, second.model_dir)
+        with LoadGenerator(servers, lambda: _weights(cluster, name)):
+            done = watch(cluster, name, f"{name}: canary of registry version {new}", lambda md: ready_at(md, new))
+    served = done["status"]["stable"]["model"]
+    console.print(
+        f"[green]promoted[/] version {served['version']} of {served['source']} (run {served.get('runId')}, "
+        f"digest {served.get('digest') or 'not reported yet'}); metadata.generation is still "
+        f"{done['metadata']['generation']}"
+    )
+    registry.mlflow.stop()
+    console.print("[bold]MLflow stopped[/]: the pods keep serving the pinned version, and the status says why")
+    down = watch(cluster, name, f"{name}: the registry is down", _unresolved, timeout=30)
+    resolved = next(c for c in down["status"]["conditions"] if c["type"] == "ModelResolved")
+    console.print(f"phase {down['status']['phase']}; ModelResolved=False {resolved['reason']}: {resolved['message']}")
+
+
 def start_operator(cluster: LocalCluster) -> Operator:
     """The operator in its own session, recorded with the cluster so that `cluster down` stops it too."""
     operator = Operator(Cluster.of(cluster), cluster.state_dir / "logs" / "operator.log", detach=True)
@@ -144,6 +261,7 @@ def run_demo(example: Path, keep: bool) -> None:
     cluster = LocalCluster(cache_dir() / "clusters" / "demo")
     cluster.stop()
     cluster.start()
+    registry: Registry | None = None
     try:
         console.print(f"cluster up; export KUBECONFIG={cluster.kubeconfig}")
         console.rule("3. the ModelDeployment CRD, generated from the pydantic models")
@@ -153,6 +271,7 @@ def run_demo(example: Path, keep: bool) -> None:
         cluster.kubectl("label", "namespace", NAMESPACE, "pod-security.kubernetes.io/enforce=restricted")
         console.rule("4. the operator")
         start_operator(cluster)
+        registry = Registry(cluster.state_dir / "registry").start()  # ready by act 9
 
         console.rule(f"5. apply {example}")
         cluster.kubectl("apply", "-f", "-", input_text=yaml.safe_dump(manifest))
@@ -189,11 +308,15 @@ def run_demo(example: Path, keep: bool) -> None:
             rollback = rolled["status"]["lastRollback"]
             console.print(f"[red]rolled back[/] {rollback['reason']}: {rollback['message']}")
             console.print(f"stable still serves version {rolled['status']['stable']['model']['version']}")
+
+            console.rule("9. a new MLflow version ships by moving its alias, with no spec change")
+            registry_act(cluster, registry.ready(), prometheus, servers)
         finally:
             servers.close()
             prometheus.close()
+            registry.stop()
 
-        console.rule("9. a malformed spec is refused at admission, with the reason")
+        console.rule("10. a malformed spec is refused at admission, with the reason")
         bad = {**manifest, "spec": {**manifest["spec"], "replicas": 2, "autoscaling": {"maxReplicas": 3}}}
         refused = cluster.kubectl("apply", "-f", "-", input_text=yaml.safe_dump(bad), check=False)
         console.print(f"[red]{refused.stderr.strip()}[/]")
@@ -207,11 +330,13 @@ def run_demo(example: Path, keep: bool) -> None:
             "involvedObject.kind=ModelDeployment",
             "--sort-by=.lastTimestamp",
         )
-        console.rule("10. Events")
+        console.rule("11. Events")
         console.print(events.stdout)
         console.print(f"[bold green]demo finished in {time.monotonic() - started:.1f}s[/]")
     except BaseException:
         console.print(f"logs: {cluster.state_dir / 'logs'}")
+        if registry is not None:
+            registry.stop()
         if not keep:
             cluster.stop()
         raise

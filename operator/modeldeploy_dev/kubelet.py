@@ -87,6 +87,8 @@ class FetchKubelet:
     cluster: Cluster
     namespace: str
     workdir: Path
+    instance: str | None = None
+    """Only this ModelDeployment's pods; all of the namespace's by default."""
     fetched: dict[str, Fetched] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     _reported: set[str] = field(default_factory=set)
@@ -115,9 +117,6 @@ class FetchKubelet:
         assert found is not None
         return found
 
-    def reported(self, pod_name: str) -> bool:
-        return pod_name in self._reported
-
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
@@ -127,7 +126,8 @@ class FetchKubelet:
             self._stop.wait(0.3)
 
     def _list(self, kind: str) -> list[dict[str, Any]]:
-        listing = self.cluster.kubectl("get", kind, "-n", self.namespace, "-l", MANAGED, "-o", "json")
+        selector = MANAGED + (f",app.kubernetes.io/instance={self.instance}" if self.instance else "")
+        listing = self.cluster.kubectl("get", kind, "-n", self.namespace, "-l", selector, "-o", "json")
         items: list[dict[str, Any]] = json.loads(listing.stdout)["items"]
         return items
 

@@ -113,16 +113,46 @@ def mlflow_executable(echo: Any = print) -> Path:
 
 
 def wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float, name: str) -> None:
+    """Until `process` (or its process group) listens on the URL's port and answers there. Another process may
+    have taken a free port first (other tests run beside these): its answer does not count."""
     deadline = time.monotonic() + timeout
+    port = httpx.URL(url).port
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise ComponentUnavailableError(f"{name} exited with {process.returncode}: {tail(log)}")
         try:
             httpx.get(url, timeout=1.0)
-            return
         except httpx.TransportError:
             time.sleep(0.1)
+            continue
+        if port is None or listens(process.pid, port):
+            return
+        time.sleep(0.2)
     raise ComponentUnavailableError(f"{name} did not answer {url} within {timeout:.0f}s: {tail(log)}")
+
+
+def listens(pid: int, port: int) -> bool:
+    """Whether process `pid`, or one in the process group it leads, has a TCP socket listening on `port`
+    (Linux's /proc; elsewhere assumed)."""
+    tables = [Path("/proc/net/tcp"), Path("/proc/net/tcp6")]
+    if not tables[0].exists():
+        return True
+    inodes = set()
+    for table in tables:
+        with contextlib.suppress(OSError):
+            for line in table.read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[1].rsplit(":", 1)[1] == f"{port:04X}" and fields[3] == "0A":  # 0A: LISTEN
+                    inodes.add(f"socket:[{fields[9]}]")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if int(entry.name) != pid and os.getpgid(int(entry.name)) != pid:
+                continue
+            if any(os.readlink(fd) in inodes for fd in (entry / "fd").iterdir()):
+                return True
+    return False
 
 
 def tail(path: Path, chars: int = 1500) -> str:
@@ -309,24 +339,37 @@ class MLflowServer:
         }
 
     def start(self, echo: Any = print) -> MLflowServer:
+        """Starts the server; again after `stop()`, on the same port and database. On its first start, a port
+        another process took meanwhile is given up for a new one (twice at most)."""
         self.mlflow = mlflow_executable(echo=echo)
         self.root.mkdir(parents=True, exist_ok=True)
-        args = [str(self.mlflow), "server", "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}"]
         if self.artifacts is not None:
             (self.artifacts.root / "data" / self.ARTIFACTS_BUCKET).mkdir(parents=True, exist_ok=True)
-            args += ["--default-artifact-root", self.artifact_root, "--no-serve-artifacts"]
-        else:
-            args += ["--artifacts-destination", self.artifact_root]
-        args += ["--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_"))}
         # No background job runner (seven worker processes): the registry and the artifact proxy are enough.
         env.update(PYTHONUNBUFFERED="1", MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", **self.s3_env())
-        self.process = Process("mlflow", args, self.root / "mlflow.log", env, group=True)
-        started = time.monotonic()
-        self.process.start()
-        assert self.process.process is not None
-        wait_until_up(f"{self.tracking_uri}/health", self.process.process, self.process.log, 180, "mlflow server")
-        echo(f"mlflow server up in {time.monotonic() - started:.1f}s")
+        first = self.process is None
+        for attempt in range(3):
+            args = [str(self.mlflow), "server", "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}"]
+            if self.artifacts is not None:
+                args += ["--default-artifact-root", self.artifact_root, "--no-serve-artifacts"]
+            else:
+                args += ["--artifacts-destination", self.artifact_root]
+            args += ["--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
+            self.process = Process("mlflow", args, self.root / "mlflow.log", env, group=True)
+            started = time.monotonic()
+            self.process.start()
+            assert self.process.process is not None
+            try:
+                wait_until_up(f"{self.tracking_uri}/health", self.process.process, self.process.log, 180, "mlflow")
+            except ComponentUnavailableError:
+                self.process.stop()
+                if not first or attempt == 2 or "address already in use" not in tail(self.process.log).lower():
+                    raise
+                self.port = free_port()
+                continue
+            echo(f"mlflow server up in {time.monotonic() - started:.1f}s")
+            break
         return self
 
     def python(self, script: str, env: Mapping[str, str] | None = None) -> str:
@@ -372,12 +415,14 @@ class MLflowServer:
 
 # Run with MLflow's own Python: scikit-learn models logged by MLflow itself, artifacts to its artifact store.
 PUBLISH = """
-import json, mlflow, mlflow.sklearn
+import json, mlflow, mlflow.sklearn, skops, sklearn
 from mlflow import MlflowClient
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
 
 models, alias = %r, %r
+# Named, not inferred: inferring them loads each model in a subprocess, seconds per version.
+requirements = [f"scikit-learn=={sklearn.__version__}", f"skops=={skops.__version__}"]
 features, labels = make_classification(n_samples=400, n_features=4, random_state=7)
 published = {}
 for name, count in models.items():
@@ -385,7 +430,9 @@ for name, count in models.items():
     for index in range(count):
         model = LogisticRegression(C=1.0 / (index + 1)).fit(features, labels)
         with mlflow.start_run(run_name=f"{name}-{index + 1}"):
-            info = mlflow.sklearn.log_model(model, name="model", registered_model_name=name)
+            info = mlflow.sklearn.log_model(
+                model, name="model", registered_model_name=name, pip_requirements=requirements
+            )
         published[name].append(str(info.registered_model_version))
     if alias is not None:
         MlflowClient().set_registered_model_alias(name, alias, published[name][0])

@@ -123,7 +123,8 @@ def route_weights(cluster: Cluster, namespace: str) -> Any:
         if not route:
             return None
         refs = route["spec"]["rules"][0]["backendRefs"]
-        return refs[0]["weight"], refs[1]["weight"]
+        # With no canary running or draining, the route names only the stable Service.
+        return refs[0]["weight"], refs[1]["weight"] if len(refs) > 1 else 0
 
     return read
 

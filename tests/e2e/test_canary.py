@@ -130,8 +130,10 @@ def virtualservice_weights(cluster: Cluster, namespace: str) -> list[int] | None
 def nginx_weights(cluster: Cluster, namespace: str) -> list[int] | None:
     main = cluster.get("ingress", NAME, namespace)
     canary = cluster.get("ingress", f"{NAME}-canary", namespace)
-    if not (main and canary):
+    if not main:
         return None
+    if not canary:
+        return [100]  # no canary Ingress while no canary runs or drains
     weight = int(canary["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-weight"])
     return [100 - weight, weight]
 
@@ -160,9 +162,9 @@ def test_weighted_router_writes_the_weight_at_every_step(
     overrides = {"traffic": traffic}
     assert cluster.apply(modeldeployment(NAME, namespace, spec("7", **overrides))).returncode == 0
     wait_for(lambda: cluster.ready(NAME, namespace, "7"), what="v7 Ready")
-    assert weights(cluster, namespace) == [100, 0]
+    assert weights(cluster, namespace) == [100], "idle: everything to stable, naming no canary backend"
     assert cluster.get("service", NAME, namespace)["spec"]["selector"]["modeldeploy.io/track"] == "stable"
-    assert cluster.get("service", f"{NAME}-canary", namespace)["spec"]["selector"]["modeldeploy.io/track"] == "canary"
+    assert cluster.get("service", f"{NAME}-canary", namespace) is None, "an idle model costs one ClusterIP"
 
     with_fixed_pods = spec("8", **overrides)
     with_fixed_pods["rollout"]["canaryReplicas"] = 2
@@ -170,6 +172,7 @@ def test_weighted_router_writes_the_weight_at_every_step(
     wait_for(lambda: canary_at(cluster, namespace, 1), what="paused after setWeight 25")
     assert weights(cluster, namespace) == [75, 25]
     assert deployment(cluster, namespace, f"{NAME}-canary")["spec"]["replicas"] == 2, "pods decoupled from weight"
+    assert cluster.get("service", f"{NAME}-canary", namespace)["spec"]["selector"]["modeldeploy.io/track"] == "canary"
     # actualWeight is read back from the router object, so it follows one reconcile after the write.
     wait_for(lambda: md(cluster, namespace)["status"]["canary"]["actualWeight"] == 25, 30, "the weight read back")
 
@@ -181,7 +184,9 @@ def test_weighted_router_writes_the_weight_at_every_step(
 
     cluster.modeldeploy("promote", "--full", NAME, "-n", namespace)
     wait_for(lambda: cluster.ready(NAME, namespace, "8"), what="v8 promoted")
-    assert weights(cluster, namespace) == [100, 0]
+    assert weights(cluster, namespace) in ([100, 0], [100]), "no traffic to the canary while it drains"
+    wait_for(lambda: weights(cluster, namespace) == [100], what="the canary backend gone after the scale-down delay")
+    assert cluster.get("service", f"{NAME}-canary", namespace) is None
 
 
 def test_progress_deadline_rolls_back_and_retry_tries_again(
@@ -209,8 +214,9 @@ def test_progress_deadline_rolls_back_and_retry_tries_again(
     assert rolled["status"]["stable"] == good["status"]["stable"]
     assert rolled["status"]["history"][-1]["outcome"] == "RolledBack"
     assert rolled["spec"] == broken, "the user's spec is never rewritten"
-    assert weights(cluster, namespace) == [100, 0]
+    assert weights(cluster, namespace) in ([100, 0], [100]), "no traffic to the canary while it drains"
     wait_for(lambda: deployment(cluster, namespace, f"{NAME}-canary") is None, what="canary removed")
+    wait_for(lambda: weights(cluster, namespace) == [100], what="the canary backend removed with it")
     assert "RolledBack" in cluster.event_reasons(NAME, namespace)
 
     # Not retried on its own: an unrelated change leaves it rolled back.

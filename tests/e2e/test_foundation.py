@@ -17,6 +17,7 @@ from modeldeploy_dev.testing import (
     Cluster,
     Operator,
     condition,
+    model_version,
     modeldeployment,
     serving_spec,
     view_rows,
@@ -104,6 +105,23 @@ def test_scale_up_and_down_to_zero(cluster: Cluster, operator: Operator, namespa
         what="ScaledToZero",
     )
     assert md["status"]["replicas"] == 0
+    # A new model while scaled to zero rolls straight through: no canary, whose pods would get all the traffic.
+    rollout = {"steps": [{"setWeight": 50}, {"pause": {}}]}
+    cluster.apply(
+        modeldeployment("fraud", namespace, serving_spec(replicas=0, model=model_version("8"), rollout=rollout))
+    )
+    md = wait_for(
+        lambda: (
+            (m := cluster.get("mdep", "fraud", namespace))
+            and m["status"].get("phase") == "ScaledToZero"
+            and m["status"]["stable"]["model"]["version"] == "8"
+            and m
+        ),
+        what="version 8 stable at zero",
+    )
+    assert "canary" not in md["status"]
+    assert cluster.get("deployment", "fraud-canary", namespace) is None
+    assert "CanaryStarted" not in cluster.event_reasons("fraud", namespace)
 
 
 def test_autoscaling_owns_an_hpa_that_goes_away_with_it(cluster: Cluster, operator: Operator, namespace: str) -> None:
@@ -146,6 +164,8 @@ def test_deleted_child_is_recreated(cluster: Cluster, operator: Operator, namesp
         lambda: (s := cluster.get("service", "fraud", namespace)) and s["metadata"]["uid"] != old_uid,
         what="the Service to come back",
     )
+    # ... and says so, so that whoever deleted it learns who put it back.
+    wait_for(lambda: "ChildRecreated" in cluster.event_reasons("fraud", namespace), what="a ChildRecreated Event")
 
 
 def test_edited_child_is_set_back(cluster: Cluster, operator: Operator, namespace: str) -> None:
@@ -166,6 +186,16 @@ def test_edited_child_is_set_back(cluster: Cluster, operator: Operator, namespac
         restored["metadata"]["labels"]["modeldeploy.io/revision"]
         == cluster.get("mdep", "fraud", namespace)["status"]["targetRevision"]
     )
+    repaired = wait_for(
+        lambda: [
+            e["message"]
+            for e in json.loads(cluster.kubectl("get", "events", "-n", namespace, "-o", "json").stdout)["items"]
+            if e["reason"] == "ChildRepaired"
+        ],
+        what="a ChildRepaired Event",
+    )
+    assert all(m.startswith("Restored Deployment fraud: it was changed by someone else (") for m in repaired)
+    assert any("spec.replicas 1 → 3" in m or "MODEL_VERSION" in m or ".value " in m for m in repaired), repaired
 
 
 def test_foreign_object_with_our_name_is_left_alone(cluster: Cluster, operator: Operator, namespace: str) -> None:

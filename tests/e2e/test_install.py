@@ -9,6 +9,7 @@ becoming Ready, with Events, proves the RBAC is enough, and `kubectl auth can-i`
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 import yaml
 
 from chart_support import BASE, CHART, RELEASE, SERVICE_ACCOUNT, SYSTEM, operator_container
+from modeldeploy.core.sharding import shard_of
 from modeldeploy_dev.cluster import ClusterError, LocalCluster
 from modeldeploy_dev.testing import (
     SERVING_RUNTIME,
@@ -27,6 +29,8 @@ from modeldeploy_dev.testing import (
     condition,
     example_spec,
     modeldeployment,
+    ready_at,
+    serving_spec,
     wait_for,
 )
 
@@ -121,18 +125,18 @@ def token_kubeconfig(cluster: Cluster, path: Path) -> Path:
     return path
 
 
-def wait_installed(cluster: Cluster, replicas: int = 1) -> dict[str, Any]:
+def wait_installed(cluster: Cluster, replicas: int = 1, name: str = "modeldeploy") -> dict[str, Any]:
     """The CRD is served and the operator's Deployment is Available (KWOK makes its pods Ready)."""
     cluster.kubectl("wait", "--for=condition=Established", "crd/modeldeployments.modeldeploy.io", "--timeout=60s")
     deployment: dict[str, Any] = wait_for(
         lambda: (
-            (d := cluster.get("deployment", "modeldeploy", SYSTEM))
+            (d := cluster.get("deployment", name, SYSTEM))
             and condition(d, "Available").get("status") == "True"
             and d["status"].get("readyReplicas") == replicas
             and d
         ),
         120,
-        "the operator's Deployment to become Available",
+        f"the operator's Deployment {name} to become Available",
     )
     return deployment
 
@@ -409,4 +413,122 @@ def test_ha_replicas_elect_one_operator_and_fail_over(fresh_cluster: Cluster, he
     finally:
         for replica in replicas.values():
             replica.stop()
+        helm("uninstall", RELEASE, "-n", SYSTEM, "--wait", kubeconfig=cluster.kubeconfig)
+
+
+# -- sharding --------------------------------------------------------------------------------------------------
+
+OPERATOR_ACCOUNT = f"system:serviceaccount:{SYSTEM}:{SERVICE_ACCOUNT}"
+SHARDED_OBJECTS = 20
+
+
+def with_shard(args: list[str], index: int, count: int) -> list[str]:
+    """Installed arguments with `--shards count --shard index` instead of the shard's own."""
+    args = list(args)
+    for flag, value in (("--shards", count), ("--shard", index)):
+        args[args.index(flag) + 1] = str(value)
+    return args
+
+
+def ready_uids(cluster: Cluster, namespace: str) -> dict[str, str]:
+    """Name -> uid of the ModelDeployments in `namespace` that are Ready at their current generation."""
+    listing = json.loads(cluster.kubectl("get", "mdep", "-n", namespace, "-o", "json").stdout)["items"]
+    return {md["metadata"]["name"]: md["metadata"]["uid"] for md in listing if ready_at(md)}
+
+
+def writers(cluster: Cluster, since: int, namespace: str) -> dict[str, set[str]]:
+    """ModelDeployment name -> the shards ("i/n", from the operator's user agent) that wrote it or its children,
+    from the audit log. Events are created with generateName, so they have no name: they are under ""."""
+    assert cluster.audit_log is not None
+    found: dict[str, set[str]] = {}
+    for line in cluster.audit_log.read_text().splitlines()[since:]:
+        event = json.loads(line)
+        ref = event.get("objectRef") or {}
+        if (event["stage"], event["user"]["username"], ref.get("namespace")) != (
+            "ResponseComplete",
+            OPERATOR_ACCOUNT,
+            namespace,
+        ):
+            continue
+        agent = event.get("userAgent", "")
+        shard = re.search(r"shard/(\d+)-of-(\d+)", agent)
+        owner = re.match(r"model-\d+", ref.get("name") or "")
+        found.setdefault(owner[0] if owner else "", set()).add(f"{shard[1]}/{shard[2]}" if shard else agent)
+    return found
+
+
+def test_helm_install_sharded_serves_each_object_from_exactly_one_shard(
+    fresh_cluster: Cluster, helm: Helm, tmp_path: Path
+) -> None:
+    """Two shards with the chart's arguments and credentials, then three (a change of N): every object becomes
+    Ready, and every write to it and its children comes from the one shard its uid hashes to (the audit log,
+    by user agent); each shard counts only its own objects. The new shards of N=3 pick every object up."""
+    cluster = fresh_cluster
+    create_namespace(cluster, SYSTEM)
+    helm(
+        *("install", RELEASE, str(CHART), "-n", SYSTEM, "--set", "sharding.shards=2", "--wait", "--timeout", "120s"),
+        kubeconfig=cluster.kubeconfig,
+    )
+    operators: list[Operator] = []
+
+    def run_shards(count: int) -> None:
+        for running in operators:
+            running.stop()
+        operators.clear()
+        for index in range(count):
+            args = with_shard(installed[0], index, count)
+            log_path = tmp_path / f"shard-{index}-of-{count}.log"
+            operators.append(Operator(cluster, log_path, args=args, kubeconfig=kubeconfig))
+            operators[-1].start()
+
+    def served_by_one_shard(count: int, since: int) -> None:
+        uids = wait_for(
+            lambda: len(ready := ready_uids(cluster, namespace)) == SHARDED_OBJECTS and ready,
+            180,
+            f"all {SHARDED_OBJECTS} ModelDeployments Ready with {count} shards",
+        )
+        expected = {name: shard_of(uid, count) for name, uid in uids.items()}
+        # Each shard reports its own objects, and only those, as Ready.
+        wait_for(
+            lambda: (
+                [op.metrics().get('modeldeploy_objects{phase="Ready"}') for op in operators]
+                == [float(list(expected.values()).count(i)) for i in range(count)]
+            ),
+            60,
+            "each shard to count its own objects Ready",
+        )
+        seen = writers(cluster, since, namespace)
+        unnamed = seen.pop("", set())
+        assert seen == {name: {f"{shard}/{count}"} for name, shard in expected.items()}
+        assert unnamed <= {f"{i}/{count}" for i in range(count)}, unnamed
+        assert len(set(expected.values())) > 1, "the objects did not spread over the shards"
+        for index, running in enumerate(operators):
+            assert f"Serving shard {index}/{count}" in running.log()
+            assert running.metrics().get(f'modeldeploy_shard{{shard="{index}",shards="{count}"}}') == 1
+            assert_no_permission_problems(running.log_path)
+
+    try:
+        deployments = [wait_installed(cluster, name=f"{RELEASE}-shard-{i}") for i in range(2)]
+        installed = [list(operator_container(d)["args"]) for d in deployments]
+        assert installed[1] == with_shard(installed[0], 1, 2)
+        assert installed[0][installed[0].index("--shards") + 1 :][:3] == ["2", "--shard", "0"]
+        namespace = create_namespace(cluster, f"models-{uuid.uuid4().hex[:6]}")
+        kubeconfig = token_kubeconfig(cluster, tmp_path / "operator.kubeconfig")
+        names = [f"model-{i:02d}" for i in range(SHARDED_OBJECTS)]
+
+        run_shards(2)
+        mark = cluster.audit_lines()
+        applied = cluster.apply([modeldeployment(n, namespace, serving_spec(replicas=1)) for n in names])
+        assert applied.returncode == 0, applied.stderr
+        served_by_one_shard(2, mark)
+
+        # N changes: every new shard lists every object on start and takes its share; a spec change is served.
+        run_shards(3)
+        mark = cluster.audit_lines()
+        applied = cluster.apply([modeldeployment(n, namespace, serving_spec(replicas=2)) for n in names])
+        assert applied.returncode == 0, applied.stderr
+        served_by_one_shard(3, mark)
+    finally:
+        for running in operators:
+            running.stop()
         helm("uninstall", RELEASE, "-n", SYSTEM, "--wait", kubeconfig=cluster.kubeconfig)

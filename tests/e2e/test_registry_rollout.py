@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+import yaml
 
 from modeldeploy_dev.dataplane import LoadGenerator, ModelServers, PrometheusServer
 from modeldeploy_dev.kubelet import FETCH_CONTAINER, FetchKubelet, init_container
@@ -88,7 +89,8 @@ def published(mlflow: MLflowServer) -> dict[str, list[str]]:
     # A version whose source is in the store's bucket but holds nothing: registered, never uploaded.
     mlflow.api("POST", "registered-models/create", json={"name": "fraud-missing"})
     missing = f"s3://{mlflow.ARTIFACTS_BUCKET}/artifacts/never-uploaded/model"
-    mlflow.api("POST", "model-versions/create", json={"name": "fraud-missing", "source": missing})
+    created = mlflow.api("POST", "model-versions/create", json={"name": "fraud-missing", "source": missing})
+    mlflow.set_alias("fraud-missing", "champion", created["model_version"]["version"])
     return versions
 
 
@@ -196,7 +198,8 @@ def route_weights(cluster: Cluster, namespace: str) -> Callable[[], tuple[int, i
         if not route:
             return None
         refs = route["spec"]["rules"][0]["backendRefs"]
-        return refs[0]["weight"], refs[1]["weight"]
+        # With no canary running or draining, the route names only the stable Service.
+        return refs[0]["weight"], refs[1]["weight"] if len(refs) > 1 else 0
 
     return read
 
@@ -250,8 +253,8 @@ def reported_fetch(cluster: Cluster, namespace: str, revision: str) -> list[dict
     ]
 
 
-def events(cluster: Cluster, namespace: str, name: str = NAME) -> dict[str, str]:
-    """Reason -> message of the Events on the ModelDeployment (the last message per reason)."""
+def events(cluster: Cluster, namespace: str, name: str = NAME) -> dict[str, list[str]]:
+    """Reason -> messages of the Events on the ModelDeployment."""
     listing = cluster.kubectl(
         "get",
         "events",
@@ -261,7 +264,10 @@ def events(cluster: Cluster, namespace: str, name: str = NAME) -> dict[str, str]
         "json",
         f"--field-selector=involvedObject.name={name},involvedObject.kind=ModelDeployment",
     )
-    return {e["reason"]: e["message"] for e in json.loads(listing.stdout)["items"]}
+    found: dict[str, list[str]] = {}
+    for event in json.loads(listing.stdout)["items"]:
+        found.setdefault(event["reason"], []).append(event["message"])
+    return found
 
 
 def last_measurements(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -348,7 +354,7 @@ def test_an_alias_move_rolls_out_through_an_analysed_canary(
     assert model["digest"] == second.digest
     reasons = events(cluster, namespace)
     assert {"ModelVersionResolved", "CanaryStarted", "Promoted"} <= set(reasons)
-    assert "(was version 1)" in reasons["ModelVersionResolved"]
+    assert any("resolves to version 2 (was version 1)" in m for m in reasons["ModelVersionResolved"])
     assert "RolledBack" not in reasons
 
 
@@ -436,9 +442,9 @@ def test_fetch_faults_reach_conditions_and_events(
         assert fetched["status"] == "False"
         assert expected[name] in fetched["message"], fetched["message"]
         # Where a user looks first: `kubectl get mdep -o yaml`, the Events, the pod's init container status.
-        as_yaml = cluster.kubectl("get", "mdep", name, "-n", namespace, "-o", "yaml").stdout
-        assert expected[name] in as_yaml
-        assert expected[name] in events(cluster, namespace, name).get("ModelFetchFailed", "")
+        as_yaml = yaml.safe_load(cluster.kubectl("get", "mdep", name, "-n", namespace, "-o", "yaml").stdout)
+        assert expected[name] in condition(as_yaml, "ModelFetched")["message"]
+        assert any(expected[name] in m for m in events(cluster, namespace, name).get("ModelFetchFailed", []))
         revision = m["status"]["targetRevision"]
         (report,) = {r["lastState"]["terminated"]["message"] for r in reported_fetch(cluster, namespace, revision)}
         assert json.loads(report)["error"].startswith(expected[name])

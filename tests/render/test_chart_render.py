@@ -235,3 +235,87 @@ def test_kustomize_base_installs_what_the_chart_defaults_install(helm: Helm) -> 
     for key, doc in base.items():
         assert doc == chart[key], f"{key} differs between manifests/base and the chart's defaults"
     assert_least_privilege(base_docs)
+
+
+# -- sharding ---------------------------------------------------------------------------------------------------
+
+SHARD_LABEL = "modeldeploy.io/shard"
+
+
+def _unsharded_view(deployment: dict[str, Any]) -> dict[str, Any]:
+    """A shard's Deployment without what makes it that shard: its name, shard label and shard arguments."""
+    doc = json.loads(json.dumps(deployment))
+    doc["metadata"]["name"] = "modeldeploy"
+    for labels in (
+        doc["metadata"]["labels"],
+        doc["spec"]["selector"]["matchLabels"],
+        doc["spec"]["template"]["metadata"]["labels"],
+    ):
+        labels.pop(SHARD_LABEL)
+    container = operator_container(doc)
+    args = container["args"]
+    for flag in ("--shards", "--shard"):
+        at = args.index(flag)
+        del args[at : at + 2]
+    if "--peering" in args:
+        args[args.index("--peering") + 1] = "modeldeploy"
+    return doc
+
+
+def test_helm_template_sharded(helm: Helm) -> None:
+    """sharding.shards=3: a Deployment per shard, each `--shards 3 --shard i`, with disjoint selectors; the RBAC,
+    ServiceAccount and Service are those of one unsharded operator."""
+    unsharded = render(helm)
+    docs = render(helm, "--set", "sharding.shards=3")
+    deployments = find(docs, "Deployment")
+    assert [d["metadata"]["name"] for d in deployments] == [f"modeldeploy-shard-{i}" for i in range(3)]
+    (single,) = find(unsharded, "Deployment")
+    for index, deployment in enumerate(deployments):
+        args = operator_container(deployment)["args"]
+        assert args[args.index("--shards") + 1] == "3"
+        assert args[args.index("--shard") + 1] == str(index)
+        assert "--peering" not in args
+        assert deployment["spec"]["selector"]["matchLabels"][SHARD_LABEL] == str(index)
+        assert deployment["spec"]["template"]["metadata"]["labels"][SHARD_LABEL] == str(index)
+        # Apart from what makes it a shard, each is the unsharded Deployment: one replica, Recreate, same pod.
+        assert _unsharded_view(deployment) == single
+    pod_labels = [d["spec"]["template"]["metadata"]["labels"] for d in deployments]
+    for i, deployment in enumerate(deployments):
+        selector = deployment["spec"]["selector"]["matchLabels"].items()
+        assert [selector <= labels.items() for labels in pod_labels] == [j == i for j in range(3)], "overlap"
+    # The metrics Service (and so a ServiceMonitor) reaches every shard's pod.
+    service = find(docs, "Service")[0]
+    assert all(service["spec"]["selector"].items() <= labels.items() for labels in pod_labels)
+
+    def others(rendered: list[dict[str, Any]]) -> list[str]:
+        return sorted(json.dumps(d, sort_keys=True) for d in rendered if d["kind"] != "Deployment")
+
+    assert others(docs) == others(unsharded), "sharding changes nothing but the Deployments"
+    assert_least_privilege(docs)
+
+
+def test_helm_template_sharded_with_ha_peers_each_shard_separately(helm: Helm) -> None:
+    docs = render(helm, "--set", "sharding.shards=2", "--set", "ha.enabled=true", "--set", "ha.replicas=3")
+    peerings = find(docs, "ClusterKopfPeering")
+    assert [p["metadata"]["name"] for p in peerings] == ["modeldeploy-shard-0", "modeldeploy-shard-1"]
+    for index, deployment in enumerate(find(docs, "Deployment")):
+        assert deployment["spec"]["replicas"] == 3
+        args = operator_container(deployment)["args"]
+        assert args[args.index("--peering") + 1] == f"modeldeploy-shard-{index}"
+        assert args[args.index("--shard") + 1] == str(index)
+
+
+def test_helm_template_sharded_in_namespaced_scope(helm: Helm) -> None:
+    docs = render(helm, "--set", "sharding.shards=2", "--set", "rbac.scope=namespaced", "--set", "watchNamespaces={a}")
+    for index, deployment in enumerate(find(docs, "Deployment")):
+        args = operator_container(deployment)["args"]
+        assert args[:3] == ["run", "-n", "a"]
+        assert args[args.index("--shard") + 1] == str(index)
+    assert sorted(r["metadata"]["namespace"] for r in find(docs, "Role")) == ["a"]
+
+
+@pytest.mark.parametrize("shards", ["0", "65", "two"])
+def test_the_schema_refuses_an_impossible_number_of_shards(helm: Helm, shards: str) -> None:
+    result = helm("template", "x", str(CHART), "--set", f"sharding.shards={shards}", check=False)
+    assert result.returncode != 0
+    assert "/sharding/shards" in result.stderr, result.stderr

@@ -509,3 +509,194 @@ def test_an_infinite_value_is_an_error_not_a_failure_or_a_stored_value() -> None
     assert measured.value is None
     assert "not a finite number" in measured.message
     assert json.dumps(measured.model_dump(mode="json"))  # what the status patch carries
+
+
+# -- every odd answer maps to a measurement; none stalls the tick (issue 12) -------------------------------------
+
+
+def answer(data: Any) -> dict[str, Any]:
+    return {"status": "success", "data": data}
+
+
+def samples(*items: Any) -> dict[str, Any]:
+    return answer({"resultType": "vector", "result": list(items)})
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (vector("+Inf"), "the value is '+Inf', not a finite number"),
+        (vector("-Inf"), "the value is '-Inf', not a finite number"),
+        (vector("1e999"), "the value is '1e999', not a finite number"),
+        (vector("abc"), "the value is 'abc', not a number"),
+        (samples({"metric": {}, "value": [1, None]}), "the value is None, not a number"),
+        (samples({"metric": {}, "value": [1, True]}), "the value is True, not a number"),
+        (samples({"metric": {}, "value": [1, {"v": 1}]}), "the value is {'v': 1}, not a number"),
+        (samples({"metric": {}, "value": "0.5"}), "a sample has value '0.5', not [time, value]"),
+        (samples({"metric": {}}), "a sample has value None, not [time, value]"),
+        (samples("0.5"), "a sample of the result is '0.5', not an object"),
+        (samples({"metric": "x", "value": [1, "1"]}), "a sample's labels are 'x', not an object"),
+        ({"status": "success"}, "Prometheus answered success without data.resultType and data.result"),
+        (answer(None), "Prometheus answered success without data.resultType and data.result"),
+        (answer([1, 2]), "Prometheus answered success without data.resultType and data.result"),
+        (answer({"result": []}), "Prometheus answered success without data.resultType and data.result"),
+        (answer({"resultType": "vector"}), "Prometheus answered success without data.resultType and data.result"),
+        (answer({"resultType": "vector", "result": {}}), "the query's result is {}, not a list of samples"),
+        (answer({"resultType": "matrix", "result": []}), "the query returned a 'matrix', not an instant vector"),
+        (answer({"resultType": ["x"], "result": []}), "the query returned a ['x'], not an instant vector"),
+        ([1, 2], "Prometheus answered HTTP 200 with JSON that is not an API response"),
+        ("ok", "Prometheus answered HTTP 200 with JSON that is not an API response"),
+        (None, "Prometheus answered HTTP 200 with JSON that is not an API response"),
+        ({"status": "weird"}, "Prometheus answered HTTP 200 without status success or error"),
+        ({"status": "error"}, "Prometheus rejected the query (None): None"),
+    ],
+)
+def test_every_odd_prometheus_answer_is_an_error_that_says_what_came_back(body: Any, expected: str) -> None:
+    raw, _ = measure_one(SUCCESS, lambda _: httpx.Response(200, content=json.dumps(body).encode()), PROM)
+    assert raw == Raw(canary=None, error=expected)
+    measured = evaluate(AnalysisMetric.model_validate(SUCCESS), raw, AT)
+    assert measured.result == "Error"
+    assert json.dumps(measured.model_dump(mode="json"), allow_nan=False)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (answer({"resultType": "scalar", "result": [1, "0.25"]}), Raw(canary=0.25)),
+        (answer({"resultType": "scalar", "result": [1, "NaN"]}), Raw(canary=None)),
+        (samples({"value": [1, "0.5"]}), Raw(canary=0.5)),
+        (samples({"metric": {}, "value": [1, 0.75]}), Raw(canary=0.75)),
+        (samples({"metric": {}, "value": [1, "1e308"]}), Raw(canary=1e308)),
+    ],
+    ids=["scalar", "scalar-nan", "no-labels", "json-number", "huge-but-finite"],
+)
+def test_prometheus_scalars_and_plain_numbers_are_values(body: Any, expected: Raw) -> None:
+    raw, _ = measure_one(SUCCESS, lambda _: httpx.Response(200, json=body), PROM)
+    assert raw == expected
+
+
+def test_a_body_that_is_not_json_or_too_deep_is_an_error() -> None:
+    for text in ("[" * 100_000 + "]" * 100_000, '{"status": "success", "data": ', "\xff\xfe"):
+        raw, _ = measure_one(SUCCESS, lambda _, text=text: httpx.Response(200, content=text.encode("latin-1")), PROM)
+        assert raw.error == "Prometheus answered HTTP 200 without JSON"
+
+
+DRIFT = {"name": "drift", "builtin": "predictionDrift", "max": 0.2, "minSamples": 1}
+
+
+def buckets(*pairs: tuple[Any, Any]) -> dict[str, Any]:
+    return samples(*({"metric": {"le": le}, "value": [1, count]} for le, count in pairs))
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (buckets(("0.5", "NaN"), ("+Inf", "100")), "the count of bucket le=0.5 is NaN, not a count"),
+        (buckets(("0.5", "10"), ("+Inf", "NaN")), "the count of bucket le=+Inf is NaN, not a count"),
+        (buckets(("0.5", "+Inf"), ("+Inf", "100")), "the count of bucket le=0.5 is '+Inf', not a finite number"),
+        (buckets(("0.5", "-1"), ("+Inf", "100")), "the count of bucket le=0.5 is -1, not a count"),
+        (buckets(("0.5", "x"), ("+Inf", "100")), "the count of bucket le=0.5 is 'x', not a number"),
+        (buckets(("NaN", "1"), ("+Inf", "100")), "a histogram bucket has le='NaN', not a bucket bound"),
+        (buckets(("half", "1"), ("+Inf", "100")), "a histogram bucket has le='half', not a bucket bound"),
+        (buckets((0.5, "1"), ("+Inf", "100")), "a histogram bucket has le=0.5, not a bucket bound"),
+        (buckets(("0.5", "1"), ("0.5", "2")), "the query returned bucket le=0.5 twice; aggregate it with sum by (le)"),
+    ],
+)
+def test_a_histogram_with_nan_infinity_or_a_bad_bucket_is_an_error(body: Any, expected: str) -> None:
+    raw, _ = measure_one(DRIFT, lambda _: httpx.Response(200, json=body), PROM)
+    assert raw == Raw(canary=None, error=expected)
+
+
+def test_no_measurement_ever_carries_a_value_json_cannot_hold() -> None:
+    """Whatever a provider hands over, the status gets a finite number or none (the API server refuses NaN)."""
+    nan, inf = float("nan"), float("inf")
+    odd: list[float | dict[float, float] | None] = [
+        nan,
+        inf,
+        -inf,
+        1e308,
+        {0.5: nan, inf: 100.0},
+        {nan: 1.0, inf: 100.0},
+        {0.5: 40.0, inf: inf},
+        {0.5: -5.0, inf: 100.0},
+        {0.5: 150.0, inf: 100.0},
+        None,
+    ]
+    metrics = [
+        AnalysisMetric.model_validate(m)
+        for m in (
+            {"name": "s", "query": "q", "max": 1},
+            {"name": "r", "query": "q", "relative": {"maxRatio": 1.2, "maxIncrease": 1e308}},
+            DRIFT,
+        )
+    ]
+    for metric in metrics:
+        for canary in odd:
+            for stable in odd:
+                measured = evaluate(metric, Raw(canary=canary, stable=stable), AT)
+                json.dumps(measured.model_dump(mode="json"), allow_nan=False)  # raises on NaN or infinity
+
+
+def test_a_web_number_too_large_for_a_float_is_an_error() -> None:
+    raw, _ = measure_one(web_metric(), lambda _: httpx.Response(200, content=b'{"accuracy": 1' + b"0" * 400 + b"}"))
+    assert raw == Raw(canary=None, error="jsonPath $.accuracy matched a number too large for a float")
+
+
+def test_an_answer_above_the_size_limit_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("modeldeploy.adapters.providers.base.MAX_ANSWER_BYTES", 1000)
+    raw, _ = measure_one(SUCCESS, lambda _: httpx.Response(200, content=b" " * 5000), PROM)
+    assert raw.error == "the answer is larger than 0 MiB"
+
+
+def test_a_provider_that_raises_or_cannot_be_built_is_an_error_not_a_stuck_tick(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(*_: Any) -> Raw:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(PrometheusProvider, "measure", broken)
+    raw, _ = measure_one(SUCCESS, lambda _: httpx.Response(200, json=vector("1")), PROM)
+    assert raw.error == "Prometheus failed: RuntimeError"
+
+    def unusable(*_: Any) -> PrometheusProvider:
+        raise httpx.UnsupportedProtocol("no such scheme")
+
+    monkeypatch.setattr(PrometheusProvider, "build", unusable)
+    raw, _ = measure_one(SUCCESS, lambda _: httpx.Response(200, json=vector("1")), PROM)
+    assert raw.error == "the prometheus provider cannot be used: UnsupportedProtocol: no such scheme"
+
+
+# -- credentials read from Secrets ----------------------------------------------------------------------------
+
+
+def test_a_token_with_a_trailing_newline_is_sent_without_it() -> None:
+    store = Store(secrets={"token": {"token": "s3cret-t0ken\n"}, "basic": {"username": "u\n", "password": "p w\n"}})
+    ok = lambda _: httpx.Response(200, json=vector("1"))  # noqa: E731
+    raw, seen = measure_one(SUCCESS, ok, {**PROM, "bearerTokenSecret": {"name": "token", "key": "token"}}, store)
+    assert raw.canary == 1.0
+    assert seen[0].headers["Authorization"] == "Bearer s3cret-t0ken"
+    _, seen = measure_one(SUCCESS, ok, {**PROM, "basicAuthSecret": "basic"}, store)
+    assert seen[0].headers["Authorization"] == httpx.BasicAuth("u", "p w")._auth_header
+
+
+@pytest.mark.parametrize(
+    ("value", "what"),
+    [
+        ("s3cret t0ken", "whitespace"),
+        ("s3cret\tt0ken", "control characters"),
+        ("s3cret\x00t0ken", "control characters"),
+        ("\n", ""),
+    ],
+)
+def test_a_token_that_cannot_be_sent_is_refused_naming_the_secret_and_key_never_the_value(
+    value: str, what: str
+) -> None:
+    store = Store(secrets={"token": {"token": value}})
+    prometheus = {**PROM, "bearerTokenSecret": {"name": "token", "key": "token"}}
+    raw, seen = measure_one(SUCCESS, lambda _: httpx.Response(200, json=vector("1")), prometheus, store)
+    assert raw.error is not None
+    assert raw.error.startswith("key 'token' of Secret risk/token ")
+    assert (f"has {what} inside it" if what else "is empty") in raw.error
+    assert "s3cret" not in raw.error
+    assert "t0ken" not in raw.error
+    assert seen == []

@@ -31,10 +31,7 @@ def container(by_kind):
 def test_children_are_owned_labelled_and_namespaced() -> None:
     desired, by_kind = objects()
     assert set(by_kind) == {"Deployment", "Service"}
-    assert [o["metadata"]["name"] for o in desired.objects if o["kind"] == "Service"] == [
-        "fraud-scorer",
-        "fraud-scorer-canary",
-    ]
+    assert [o["metadata"]["name"] for o in desired.objects if o["kind"] == "Service"] == ["fraud-scorer"]
     for obj in desired.objects:
         meta = obj["metadata"]
         assert meta["namespace"] == "risk"
@@ -172,3 +169,37 @@ def test_a_canary_deployment_replaces_all_its_pods_at_once() -> None:
     assert canary["spec"]["template"]["metadata"]["labels"][TRACK_LABEL] == "canary"
     stable = next(o for o in children if o["metadata"]["name"] == "fraud-scorer" and o["kind"] == "Deployment")
     assert stable["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+
+
+WEIGHTED = {"router": "gatewayAPI", "gatewayAPI": {"parentRefs": [{"name": "gw"}]}}
+
+
+def _names(children: list[dict]) -> list[tuple[str, str]]:
+    return sorted((o["kind"], o["metadata"]["name"]) for o in children)
+
+
+def test_the_canary_service_exists_only_while_a_weighted_router_routes_to_a_canary() -> None:
+    spec = parse_spec(valid_spec(traffic=WEIGHTED))
+    template = pod_template(OWNER, spec)
+    idle = render(OWNER, spec, template, None, 0, 0)
+    assert ("Service", "fraud-scorer-canary") not in _names(idle), "an idle model costs one ClusterIP"
+    [route] = [o for o in idle if o["kind"] == "HTTPRoute"]
+    assert [b["name"] for b in route["spec"]["rules"][0]["backendRefs"]] == ["fraud-scorer"], "no dangling backend"
+
+    running = render(OWNER, spec, template, template, 1, 25)
+    assert {("Service", "fraud-scorer-canary"), ("Deployment", "fraud-scorer-canary")} <= set(_names(running))
+    canary_service = running.index(next(o for o in running if o["metadata"]["name"] == "fraud-scorer-canary"))
+    assert canary_service < [o["kind"] for o in running].index("HTTPRoute"), "the Service before the route to it"
+
+    draining = render(OWNER, spec, template, None, 0, 0, draining=True)
+    assert ("Service", "fraud-scorer-canary") in _names(draining), "it outlives the weight for the scale-down delay"
+    assert ("Deployment", "fraud-scorer-canary") not in _names(draining), "the draining Deployment is left alone"
+    [route] = [o for o in draining if o["kind"] == "HTTPRoute"]
+    assert [b["weight"] for b in route["spec"]["rules"][0]["backendRefs"]] == [100, 0]
+
+
+def test_the_replicas_router_never_needs_a_canary_service() -> None:
+    spec = parse_spec(valid_spec())
+    template = pod_template(OWNER, spec)
+    for children in (render(OWNER, spec, template, template, 1, 25), render(OWNER, spec, template, None, 0, 0, True)):
+        assert [o["metadata"]["name"] for o in children if o["kind"] == "Service"] == ["fraud-scorer"]

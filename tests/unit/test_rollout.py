@@ -361,3 +361,24 @@ def test_pass_policy_does_not_hold_but_promotion_still_needs_real_data() -> None
     assert d.status.canary.phase == "Progressing", "all steps done, but no successful measurement yet"
     d = measured(d.status, "Successful", s, 20, 0.999)
     assert d.status.canary.phase == "Promoting"
+
+
+def test_a_change_while_scaled_to_zero_rolls_straight_through() -> None:
+    d = run(s=spec(replicas=0), stable=dep(OLD, replicas=0))
+    assert d.stable_runs_target
+    assert d.canary_replicas is None
+    assert d.weight == 0
+    assert d.status.canary is None
+    assert "CanaryStarted" not in reasons(d)
+
+
+def test_scaling_to_zero_ends_a_canary_in_progress() -> None:
+    started = run()
+    assert started.status.canary is not None
+    d = run(prev=started.status, s=spec(replicas=0), stable=dep(OLD, replicas=0), canary=dep(NEW, replicas=1))
+    assert d.stable_runs_target
+    assert d.canary_replicas is None
+    assert d.status.canary is None
+    assert d.status.history[-1].outcome == "Superseded"
+    assert d.status.history[-1].reason == "ScaledToZero"
+    assert "Superseded" in reasons(d)

@@ -1,7 +1,7 @@
 import asyncio
 import itertools
 
-from modeldeploy.workqueue import Key, WorkQueue
+from modeldeploy.workqueue import CHANGED, RESYNC, Key, WorkQueue
 
 YIELD_TO_THE_LOOP = 0  # lets the queue's tasks run between checks
 
@@ -130,3 +130,51 @@ def test_forget_cancels_pending_retries() -> None:
     runs, idle = asyncio.run(scenario())
     assert runs == [("ns", "gone")]
     assert idle, "the 60 s retry timer was cancelled"
+
+
+def test_changed_objects_go_before_resync_keys_and_a_key_moves_up_when_it_changes() -> None:
+    async def scenario():
+        runs: list[Key] = []
+
+        async def handler(key):
+            runs.append(key)
+
+        queue = WorkQueue(handler, workers=1)
+        for i in range(3):
+            queue.add(("ns", f"listed-{i}"), RESYNC)  # a restart's listing: every object
+        queue.add(("ns", "new"), CHANGED)  # then a new object
+        queue.add(("ns", "listed-2"), CHANGED)  # and a listed one that changed
+        queue.add(("ns", "listed-0"), RESYNC)  # already queued: stays where it is
+        assert queue.depth() == 4
+        assert queue.depths() == {CHANGED: 2, RESYNC: 2}
+        queue.start()  # keys added before the workers start wait for them
+        await wait_until(queue.idle)
+        await queue.stop()
+        return runs
+
+    assert asyncio.run(scenario()) == [("ns", "new"), ("ns", "listed-2"), ("ns", "listed-0"), ("ns", "listed-1")]
+
+
+def test_a_change_during_a_run_queues_it_again_at_the_highest_priority_seen() -> None:
+    async def scenario():
+        runs: list[Key] = []
+        release = asyncio.Event()
+
+        async def handler(key):
+            runs.append(key)
+            if key == ("ns", "busy") and len(runs) == 1:
+                await release.wait()
+
+        queue = WorkQueue(handler, workers=1)
+        queue.start()
+        queue.add(("ns", "busy"), RESYNC)
+        await wait_until(lambda: len(runs) == 1)
+        queue.add(("ns", "idle-0"), RESYNC)
+        queue.add(("ns", "busy"), RESYNC)
+        queue.add(("ns", "busy"), CHANGED)  # changed while it ran
+        release.set()
+        await wait_until(queue.idle)
+        await queue.stop()
+        return runs
+
+    assert asyncio.run(scenario()) == [("ns", "busy"), ("ns", "busy"), ("ns", "idle-0")]

@@ -37,6 +37,24 @@ app.kubernetes.io/name: {{ include "modeldeploy.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
+{{/* The name of shard i's Deployment (and, with ha.enabled, of its ClusterKopfPeering), from (list . i):
+<fullname>-shard-<i> when sharded, the full name when not. */}}
+{{- define "modeldeploy.shardName" -}}
+{{- $root := index . 0 }}
+{{- if gt (int $root.Values.sharding.shards) 1 }}
+{{- printf "%s-shard-%d" (include "modeldeploy.fullname" $root | trunc 54 | trimSuffix "-") (index . 1) }}
+{{- else }}
+{{- include "modeldeploy.fullname" $root }}
+{{- end }}
+{{- end }}
+
+{{/* The label that tells shard i's pods apart, from (list . i); nothing when unsharded. */}}
+{{- define "modeldeploy.shardLabel" -}}
+{{- if gt (int (index . 0).Values.sharding.shards) 1 }}
+modeldeploy.io/shard: {{ index . 1 | quote }}
+{{- end }}
+{{- end }}
+
 {{- define "modeldeploy.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "modeldeploy.fullname" .) .Values.serviceAccount.name }}

@@ -5,12 +5,15 @@ from __future__ import annotations
 import base64
 import json
 import socket
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from modeldeploy.adapters import redaction
 from modeldeploy.core import api, children
 from modeldeploy.core.naming import FIELD_MANAGER, INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL, REVISION_LABEL
 from modeldeploy.core.routers import Resource
@@ -61,8 +64,8 @@ class KubeApi(Protocol):
         """Deletes exactly the object with this uid, if it is still there."""
         ...
 
-    def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        """Merge-patches the ModelDeployment's status."""
+    def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any] | None:
+        """Merge-patches the ModelDeployment's status; returns it as the API server now has it (None if unknown)."""
         ...
 
     def emit_event(self, owner: dict[str, Any], event: Event) -> None:
@@ -90,6 +93,7 @@ def is_not_served(error: ApiException) -> bool:
 
 class Kube:
     def __init__(self, api_client: client.ApiClient) -> None:
+        self.api_client = api_client
         self.core = client.CoreV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
         self.instance = socket.gethostname()
@@ -109,7 +113,10 @@ class Kube:
     def read_secret(self, namespace: str, name: str) -> dict[str, str]:
         """A Secret's data, decoded; only for the analysis credentials a spec names."""
         secret = self.core.read_namespaced_secret(name, namespace)
-        return {key: base64.b64decode(value).decode() for key, value in (secret.data or {}).items()}
+        data = {key: base64.b64decode(value).decode() for key, value in (secret.data or {}).items()}
+        for value in data.values():
+            redaction.register(value)  # masked in every log line from now on, whatever library writes it
+        return data
 
     def read_config_map(self, namespace: str, name: str) -> dict[str, str]:
         """A ConfigMap's data; only for the analysis CA bundle a spec names."""
@@ -181,22 +188,31 @@ class Kube:
         return items
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
-        """Server-side apply under our one field manager; a controller forces conflicts on what it owns."""
+        """Server-side apply under our one field manager; a controller forces conflicts on what it owns.
+
+        The body is JSON (which is YAML) in UTF-8, written here: the generated client's json.dumps escapes
+        characters outside the Basic Multilingual Plane (an emoji) as UTF-16 surrogate pairs, which the API
+        server's YAML decoder refuses ("invalid Unicode character escape code")."""
         meta, kind = obj["metadata"], obj["kind"]
-        options: dict[str, Any] = {
-            "field_manager": FIELD_MANAGER,
-            "force": True,
-            "_content_type": "application/apply-patch+yaml",
-            "_preload_content": False,
-        }
+        namespace, name = quote(meta["namespace"], safe=""), quote(meta["name"], safe="")
         if kind == SERVICE:
-            return _body(self.core.patch_namespaced_service(meta["name"], meta["namespace"], obj, **options))
-        r = RESOURCES[kind]
-        return _body(
-            self.custom.patch_namespaced_custom_object(
-                r.group, r.version, meta["namespace"], r.plural, meta["name"], obj, **options
-            )
+            path = f"/api/v1/namespaces/{namespace}/services/{name}"
+        else:
+            r = RESOURCES[kind]
+            path = f"/apis/{r.group}/{r.version}/namespaces/{namespace}/{r.plural}/{name}"
+        method, url, headers, _, _ = self.api_client.param_serialize(
+            "PATCH",
+            path,
+            query_params=[("fieldManager", FIELD_MANAGER), ("force", True)],
+            header_params={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"},
+            auth_settings=["BearerToken"],
         )
+        body = json.dumps(obj, ensure_ascii=False).encode()
+        response = self.api_client.call_api(method, url, header_params=headers, body=body)
+        response.read()  # type: ignore[no-untyped-call]
+        if not 200 <= response.status <= 299:
+            raise ApiException.from_response(http_resp=response, body=None, data=None)
+        return json.loads(response.data or b"{}")  # type: ignore[no-any-return]
 
     def delete(self, kind: str, namespace: str, name: str, uid: str) -> None:
         """Deletes exactly the object we saw (uid precondition), never a namesake created since."""
@@ -211,16 +227,54 @@ class Kube:
             if error.status not in (404, 409):
                 raise
 
-    def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        self.custom.patch_namespaced_custom_object_status(
-            api.GROUP,
-            api.VERSION,
-            namespace,
-            api.PLURAL,
-            name,
-            {"status": patch},
-            _content_type="application/merge-patch+json",
+    def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any] | None:
+        return _body(
+            self.custom.patch_namespaced_custom_object_status(
+                api.GROUP,
+                api.VERSION,
+                namespace,
+                api.PLURAL,
+                name,
+                {"status": patch},
+                _content_type="application/merge-patch+json",
+                _preload_content=False,
+            )
         )
+
+    def list_managed(self, kind: str, namespace: str | None, page: int = 500) -> Iterator[dict[str, Any]]:
+        """Every object of `kind` labelled as managed by us, in `namespace` or in all (None), `page` at a time;
+        nothing when the kind is not served. Fills the informer cache at start-up."""
+        selector = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+        r = RESOURCES[kind]
+        token: str | None = None
+        while True:
+            options: dict[str, Any] = {"label_selector": selector, "limit": page, "_preload_content": False}
+            if token:
+                options["_continue"] = token
+            response: Any
+            try:
+                if kind == SERVICE and namespace is None:
+                    response = self.core.list_service_for_all_namespaces(**options)
+                elif kind == SERVICE:
+                    response = self.core.list_namespaced_service(str(namespace), **options)
+                elif namespace is None:
+                    response = self.custom.list_cluster_custom_object(r.group, r.version, r.plural, **options)
+                else:
+                    response = self.custom.list_namespaced_custom_object(
+                        r.group, r.version, namespace, r.plural, **options
+                    )
+            except ApiException as error:
+                if is_not_served(error):
+                    return
+                raise
+            listing = _body(response)
+            for item in listing["items"]:  # a LIST leaves out each item's apiVersion and kind
+                item.setdefault("apiVersion", r.api_version)
+                item.setdefault("kind", kind)
+                yield item
+            token = listing.get("metadata", {}).get("continue")
+            if not token:
+                return
 
     def emit_event(self, owner: dict[str, Any], event: Event) -> None:
         meta = owner["metadata"]

@@ -32,7 +32,19 @@ ROLLOUT_OUTCOMES = Counter(
 MEASUREMENTS = Counter("modeldeploy_analysis_measurements_total", "Analysis measurements by result.", ["result"])
 ROLLBACKS = Counter("modeldeploy_rollbacks_total", "Canaries rolled back, by reason.", ["reason"])
 WORKQUEUE_DEPTH = Gauge("modeldeploy_workqueue_depth", "ModelDeployments waiting for a reconcile.")
+CACHE_OBJECTS = Gauge(
+    "modeldeploy_cache_objects", "Objects in the informer cache the reconciles read from, by kind.", ["kind"]
+)
 RECONCILES_IN_FLIGHT = Gauge("modeldeploy_reconciles_in_flight", "Reconciles running now.")
+SHARD = Gauge(
+    "modeldeploy_shard", "1, labelled with the shard this replica serves and the number of shards.", ["shard", "shards"]
+)
+CHILD_REPAIRS = Counter(
+    "modeldeploy_child_repairs_total",
+    "Children set back after someone else changed them (action restored) or recreated after someone else deleted "
+    "them (action recreated), by kind.",
+    ["kind", "action"],
+)
 REGISTRY_REQUESTS = Counter(
     "modeldeploy_registry_requests_total",
     "Model registry lookups and tag writes, by operation and result (ok or the failure reason).",

@@ -190,6 +190,10 @@ def evaluate(metric: AnalysisMetric, raw: Raw, at: str) -> Measurement:
     def result(
         kind: MeasurementResult, message: str, value: float | None = None, stable: float | None = None
     ) -> Measurement:
+        if any(v is not None and not math.isfinite(v) for v in (value, stable)):
+            # Whatever produced it, a status can never carry it: JSON has no NaN or infinity.
+            message = f"the measurement came out as {value}, not a finite number"
+            kind, value, stable = "Error", None, None
         return Measurement(result=kind, value=value, stable_value=stable, bound=bound, message=message, at=at)
 
     if raw.error is not None:
@@ -198,6 +202,10 @@ def evaluate(metric: AnalysisMetric, raw: Raw, at: str) -> Measurement:
         if isinstance(number, float) and math.isinf(number):
             # Not a breach to roll back on, and no value that JSON (so the status) can hold.
             return result("Error", f"the {track} measured {number}, not a finite number")
+        if isinstance(number, dict) and not all(
+            not math.isnan(le) and math.isfinite(c) and c >= 0 for le, c in number.items()
+        ):
+            return result("Error", f"the {track}'s histogram has a bucket that is not a bound with a finite count")
     if metric.builtin == "predictionDrift":
         if not isinstance(raw.canary, dict) or not isinstance(raw.stable, dict):
             return result("NoData", "no prediction histogram for the canary or the stable track")

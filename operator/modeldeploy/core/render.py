@@ -221,19 +221,24 @@ def render(
     canary: PodTemplate | None,
     canary_replicas: int,
     weight: int,
+    draining: bool = False,
 ) -> list[dict[str, Any]]:
     """Every child the ModelDeployment should have right now.
 
     `stable` is the template the stable track runs (the spec's, or the live one during a canary); `canary` is
-    None when no canary Deployment should be written (absent, or left alone while it drains).
+    None when no canary Deployment should be written (absent, or left alone while it drains: `draining`).
+    The `<name>-canary` Service exists only while a canary runs or drains, and only for routers that send
+    traffic to it, so an idle model costs one ClusterIP.
     """
     router = ROUTERS[spec.traffic.router]
+    canary_track = canary is not None or draining
     objects = [
         deployment(owner, spec, stable, STABLE, spec.desired_replicas),
         service(owner, spec, owner.name, router.service_selector(owner)),
-        service(owner, spec, canary_name(owner), selector_labels(owner, CANARY)),
-        *router.render(owner, spec, weight),
     ]
+    if canary_track and router.routes_to_canary_service:
+        objects.append(service(owner, spec, canary_name(owner), selector_labels(owner, CANARY)))
+    objects.extend(router.render(owner, spec, weight if canary_track else None))
     if canary is not None:
         objects.append(deployment(owner, spec, canary, CANARY, canary_replicas))
     if spec.autoscaling is not None:

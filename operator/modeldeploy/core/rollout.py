@@ -195,6 +195,8 @@ class _Machine:
             canary = replace_canary(canary, model=self.model)
             self.update(canary=canary)
 
+        if self.spec.desired_replicas == 0:
+            return self._roll_through_at_zero(canary, action)
         stable_revision = self.obs.stable.revision if self.obs.stable else None
         if canary is None and (self.status.stable is None or stable_revision in (None, self.target)):
             self._answer(action, "no canary in progress")
@@ -214,6 +216,17 @@ class _Machine:
             self._answer(action, f"skipped step {canary.step_index + 1}/{canary.step_count}")
             canary = replace_canary(canary, step_index=canary.step_index + 1, step_started_at=self.stamp)
         return self._progress(canary)
+
+    def _roll_through_at_zero(self, canary: CanaryStatus | None, action: Action | None) -> Decision:
+        """Scaled to zero, no track has pods to compare or traffic to split: the target rolls straight through,
+        at zero pods, and a canary in progress ends (the next scale-up serves the target)."""
+        if canary is not None:
+            message = f"scaled to zero: revision {self.target} rolls out directly"
+            self.remember("Superseded", canary, "ScaledToZero", message)
+            self.event("Normal", "Superseded", f"Canary revision {canary.revision} ended: {message}")
+            self.update(canary=None)
+        self._answer(action, "scaled to zero: no canary")
+        return self.decision(True, None, 0)
 
     def _answer(self, action: Action | None, result: str) -> None:
         if action is not None and self.status.last_action and not self.status.last_action.result:

@@ -102,3 +102,12 @@ def test_a_backend_without_a_weight_has_the_gateway_api_default_of_one() -> None
 )
 def test_a_pod_is_warmed_first_and_a_fixed_count_wins(weight: int, fixed: int | None, pods: int) -> None:
     assert ROUTER.canary_pods(4, weight, fixed) == pods
+
+
+def test_with_no_canary_the_route_sends_everything_to_stable_and_names_no_canary_service() -> None:
+    [route] = ROUTER.render(OWNER, SPEC, None)
+    assert route["spec"]["rules"] == [
+        {"backendRefs": [{"name": "fraud-scorer", "port": SPEC.service.port, "weight": 100}]}
+    ]
+    assert ROUTER.read_weight(OWNER, [route]) is None
+    assert ROUTER.routes_to_canary_service

@@ -87,3 +87,12 @@ def test_no_virtualservice_means_no_weight() -> None:
 @pytest.mark.parametrize(("weight", "fixed", "pods"), [(0, None, 1), (10, None, 1), (50, None, 2), (50, 5, 5)])
 def test_a_pod_is_warmed_first_and_a_fixed_count_wins(weight: int, fixed: int | None, pods: int) -> None:
     assert ROUTER.canary_pods(4, weight, fixed) == pods
+
+
+def test_with_no_canary_the_route_sends_everything_to_stable_and_names_no_canary_host() -> None:
+    [vs] = ROUTER.render(OWNER, SPEC, None)
+    [route] = vs["spec"]["http"][0]["route"]
+    assert route["destination"]["host"] == "fraud-scorer.risk.svc.cluster.local"
+    assert route["weight"] == 100
+    assert ROUTER.read_weight(OWNER, [vs]) is None
+    assert ROUTER.routes_to_canary_service

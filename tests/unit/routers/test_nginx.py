@@ -77,3 +77,10 @@ def test_no_canary_ingress_or_no_weight_annotation_means_no_weight() -> None:
 @pytest.mark.parametrize(("weight", "fixed", "pods"), [(0, None, 1), (10, None, 1), (50, None, 2), (50, 5, 5)])
 def test_a_pod_is_warmed_first_and_a_fixed_count_wins(weight: int, fixed: int | None, pods: int) -> None:
     assert ROUTER.canary_pods(4, weight, fixed) == pods
+
+
+def test_with_no_canary_only_the_main_ingress_exists() -> None:
+    [main] = ROUTER.render(OWNER, SPEC, None)
+    assert main["metadata"]["name"] == "fraud-scorer"
+    assert ROUTER.read_weight(OWNER, [main]) is None
+    assert ROUTER.routes_to_canary_service

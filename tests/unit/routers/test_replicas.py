@@ -42,3 +42,8 @@ def test_pod_math_keeps_stable_fully_scaled(weight: int, pods: int) -> None:
 def test_no_weight_needs_no_canary_pod_even_with_no_stable_pods() -> None:
     assert ROUTER.canary_pods(0, 0, None) == 0
     assert ROUTER.canary_pods(0, 50, None) == 1
+
+
+def test_it_needs_no_canary_service() -> None:
+    assert ROUTER.routes_to_canary_service is False
+    assert ROUTER.render(OWNER, parse_spec(valid_spec()), None) == []

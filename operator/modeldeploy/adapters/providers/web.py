@@ -3,19 +3,30 @@
 Each track is asked with its own URL (and POST body), variables filled in, so canary and stable are measured
 separately and relative bounds work. `jsonPath` must point at one number: true and false count as 1 and 0,
 numeric strings as numbers; null, nothing or an empty list is no data; anything else (another type, several
-matches, NaN, infinity, a non-2xx answer) is an error that says what came back.
+matches, NaN, infinity, a number too large for a float, a non-2xx answer) is an error that says what came back.
+Both requests of a measurement (canary and stable) share one deadline, the metric's timeout, which bounds every
+byte of the answers too.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any, ClassVar
 
 import httpx
 from jsonpath_ng.ext.parser import parse as parse_json_path
 
-from modeldeploy.adapters.providers.base import Context, Provider, headers, verify, where
+from modeldeploy.adapters.providers.base import (
+    Context,
+    Deadline,
+    DeadlineExceededError,
+    Provider,
+    ProviderError,
+    fetch,
+    headers,
+    verify,
+    where,
+)
 from modeldeploy.core.analysis import MetricQuery, Raw
 from modeldeploy.core.api import WebMetric, json_path_expression, parse_duration
 
@@ -35,7 +46,10 @@ def number(found: list[Any], json_path: str) -> float | None:
     if isinstance(value, bool):
         return 1.0 if value else 0.0
     if isinstance(value, int | float):
-        result = float(value)
+        try:
+            result = float(value)
+        except OverflowError:
+            raise WebError(f"jsonPath {json_path} matched a number too large for a float") from None
     elif isinstance(value, str):
         try:
             result = float(value.strip())
@@ -73,11 +87,13 @@ class WebProvider(Provider):
     def close(self) -> None:
         self.client.close()
 
-    def value(self, url: str, body: str | None) -> float | None:
+    def value(self, url: str, body: str | None, deadline: Deadline) -> float | None:
         try:
-            response = self.client.request(self.settings.method, url, content=body)
+            response = fetch(self.client, self.settings.method, url, deadline, content=body)
         except httpx.InvalidURL as error:
             raise WebError(f"the URL {url[:200]!r} is not valid once its variables are filled in: {error}") from error
+        except (ProviderError, DeadlineExceededError) as error:
+            raise WebError(f"{where(url)}: {error}") from error
         except httpx.HTTPError as error:
             raise WebError(f"{where(url)} unreachable: {type(error).__name__}") from error
         if not response.is_success:
@@ -86,14 +102,14 @@ class WebProvider(Provider):
             return None
         try:
             answer = response.json()
-        except (ValueError, json.JSONDecodeError) as error:
+        except (ValueError, RecursionError) as error:
             raise WebError(f"{where(url)} answered HTTP {response.status_code} without JSON") from error
         return number([match.value for match in self.path.find(answer)], self.settings.json_path)
 
-    def measure(self, query: MetricQuery) -> Raw:
+    def measure(self, query: MetricQuery, deadline: Deadline) -> Raw:
         try:
-            canary = self.value(query.canary, query.canary_body)
-            stable = self.value(query.stable, query.stable_body) if query.stable else None
+            canary = self.value(query.canary, query.canary_body, deadline)
+            stable = self.value(query.stable, query.stable_body, deadline) if query.stable else None
         except WebError as error:
             return Raw(canary=None, error=str(error))
         return Raw(canary=canary, stable=stable)

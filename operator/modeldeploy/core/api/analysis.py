@@ -15,15 +15,18 @@ from jsonpath_ng.exceptions import JSONPathError
 from jsonpath_ng.ext.parser import parse as parse_json_path
 from pydantic import Field, JsonValue, field_validator, model_validator
 
-from modeldeploy.core.api.base import DNS_LABEL, DURATION, ApiModel, Rule
+from modeldeploy.core.api.base import DNS_LABEL, DURATION, HTTP_URL, ApiModel, Rule
 
 # An HTTP header name (an RFC 9110 token).
 HEADER_NAME = r"^[-!#$%&'*+.^_`|~0-9A-Za-z]+$"
 # A DNS subdomain: the name of a namespaced or cluster-scoped object.
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-HTTP_URL = r"^https?://[^\s]+$"
 
 ProviderName = Literal["prometheus", "web"]
+
+
+# A duration field that is absent (defaulted) or above zero: zero would measure (and write) as fast as it can.
+_POSITIVE = "!has(self.{field}) || duration(self.{field}) > duration('0s')"
 
 
 class SecretKey(ApiModel):
@@ -89,6 +92,7 @@ class PrometheusSource(ApiModel):
             "!has(self.sigv4) || (!has(self.bearerTokenSecret) && !has(self.basicAuthSecret))",
             "prometheus sigv4 signs every request itself: drop bearerTokenSecret and basicAuthSecret",
         ),
+        Rule(_POSITIVE.format(field="timeout"), "prometheus.timeout must be above 0"),
     )
 
     address: str = Field(max_length=2048, pattern=HTTP_URL, description="e.g. http://prometheus:9090")
@@ -109,7 +113,10 @@ class PrometheusSource(ApiModel):
 class WebMetric(ApiModel):
     """An HTTP endpoint that answers JSON; `jsonPath` points at the number (like Argo Rollouts' web metric)."""
 
-    rules = (Rule("!has(self.body) || (has(self.method) && self.method == 'POST')", "web.body needs method POST"),)
+    rules = (
+        Rule("!has(self.body) || (has(self.method) && self.method == 'POST')", "web.body needs method POST"),
+        Rule(_POSITIVE.format(field="timeout"), "web.timeout must be above 0"),
+    )
 
     url: str = Field(
         max_length=2048,
@@ -150,6 +157,13 @@ def json_path_expression(text: str) -> str:
 class Relative(ApiModel):
     """Bounds against the stable track, measured the same way over the same window."""
 
+    rules = (
+        Rule(
+            "has(self.maxIncrease) || has(self.maxDecrease) || has(self.maxRatio)",
+            "relative needs at least one of maxIncrease, maxDecrease or maxRatio",
+        ),
+    )
+
     max_increase: float | None = Field(default=None, description="canary - stable may be at most this.")
     max_decrease: float | None = Field(default=None, description="stable - canary may be at most this.")
     max_ratio: float | None = Field(default=None, gt=0, description="canary may be at most this times stable.")
@@ -166,6 +180,7 @@ class AnalysisMetric(ApiModel):
         ),
         Rule("has(self.min) || has(self.max) || has(self.relative)", "a metric needs a bound: min, max or relative"),
         Rule("!has(self.min) || !has(self.max) || self.min <= self.max", "min must not exceed max"),
+        Rule(_POSITIVE.format(field="window"), "a metric's window must be above 0"),
     )
 
     name: str = Field(min_length=1, max_length=63, pattern=DNS_LABEL)
@@ -234,6 +249,10 @@ class Analysis(ApiModel):
             "has(self.prometheus) || (has(self.templates) && self.templates.size() > 0) || !has(self.metrics) || "
             "self.metrics.all(m, has(m.web))",
             "builtin and query metrics need rollout.analysis.prometheus, or a template that sets it",
+        ),
+        Rule(
+            "!has(self.interval) || duration(self.interval) >= duration('1s')",
+            "analysis.interval must be at least 1s",
         ),
     )
 

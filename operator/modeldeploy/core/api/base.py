@@ -25,6 +25,12 @@ IMAGE = r"^[^\s]+$"
 URI = r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^\s]+$"
 HOSTNAME = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 DURATION = r"^([0-9]+(ms|s|m|h))+$"
+# An http(s) URL with a host (a name, an IPv4 or a bracketed IPv6 address; `{{...}}` variables allowed), an
+# optional port 1-65535, and anything after a path, query or fragment delimiter.
+_PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
+HTTP_URL = (
+    rf"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9{{}}_]([-A-Za-z0-9.{{}}_]*[A-Za-z0-9}}])?)(:{_PORT})?([/?#][^\s]*)?$"
+)
 DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
 
 Port = Annotated[int, Field(ge=1, le=65535)]

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from modeldeploy.core.api.base import DNS_LABEL, DURATION, LABEL_VALUE, ApiModel, Rule
+from modeldeploy.core.api.base import DNS_LABEL, DURATION, HTTP_URL, LABEL_VALUE, ApiModel, Rule
 
 ModelFormat = Literal["sklearn", "xgboost", "lightgbm", "mlflow", "huggingface", "onnx", "custom"]
 
@@ -21,7 +21,6 @@ SCHEMES = ("s3://", "gs://", "https://", "http://", "file://", "pvc://", "models
 MODEL_URI = r"^[a-zA-Z][a-zA-Z0-9+.-]*:/[^\s]+$"
 REGISTRY_URI = r"^models:/([A-Za-z0-9][A-Za-z0-9._-]*)(/([0-9]+)|@([A-Za-z0-9_-]+))$"
 PVC_URI = r"^pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/[^\s]*)?$"
-HTTP_URL = r"^https?://[^\s/?#]+[^\s]*$"
 SHA256 = r"^sha256:[a-f0-9]{64}$"
 
 

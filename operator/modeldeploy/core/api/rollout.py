@@ -62,6 +62,14 @@ class Rollout(ApiModel):
             "an analysis step needs rollout.analysis",
         ),
         Rule(
+            "!has(self.analysis) || ("
+            "(!has(self.steps) || self.steps.exists(s, has(s.setWeight) && s.setWeight > 0)) && "
+            "(!has(self.analysis.startingStep) || "
+            f"self.analysis.startingStep <= (has(self.steps) ? self.steps.size() : {len(default_steps())})))",
+            "rollout.analysis could never measure: a canary is measured only once a step gives it traffic "
+            "(setWeight above 0), from analysis.startingStep on, which must not be past the last step",
+        ),
+        Rule(
             f"!has(self.steps) || {_FIRST_GATE_OR_TRAFFIC}.size() == 0 || !has({_FIRST_GATE_OR_TRAFFIC}[0].analysis)",
             "an analysis step needs a setWeight above 0 before it; a canary without traffic has nothing to measure",
         ),

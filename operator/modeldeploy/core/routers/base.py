@@ -61,6 +61,9 @@ class Router(ABC):
     reconcile lists them (and prunes them when the router changes)."""
     weight_from_pods: ClassVar[bool]
     """True when the pod ratio is the weight: then the canary's pod count follows the weight."""
+    routes_to_canary_service: ClassVar[bool]
+    """True when the routing objects send the canary's share to the `<name>-canary` Service. That Service then
+    exists only while a canary runs or drains, so an idle model costs one ClusterIP."""
 
     @property
     def rbac(self) -> tuple[PolicyRule, ...]:
@@ -76,8 +79,9 @@ class Router(ABC):
         """How many canary pods a weight needs."""
 
     @abstractmethod
-    def render(self, owner: Owner, spec: ModelDeploymentSpec, weight: int) -> list[dict[str, Any]]:
-        """The routing objects that send `weight` percent to the canary."""
+    def render(self, owner: Owner, spec: ModelDeploymentSpec, weight: int | None) -> list[dict[str, Any]]:
+        """The routing objects that send `weight` percent to the canary; with None (no canary runs or drains),
+        everything to the stable track, without naming the canary Service (which does not exist then)."""
 
     @abstractmethod
     def read_weight(self, owner: Owner, live: list[dict[str, Any]]) -> int | None:
@@ -88,6 +92,7 @@ class WeightedRouter(Router):
     """Routers that split traffic by weight between the stable and canary Services."""
 
     weight_from_pods: ClassVar[bool] = False
+    routes_to_canary_service: ClassVar[bool] = True
 
     def service_selector(self, owner: Owner) -> dict[str, str]:
         return selector_labels(owner, STABLE)

@@ -16,20 +16,16 @@ class GatewayApiRouter(WeightedRouter):
 
     resources: ClassVar[tuple[Resource, ...]] = (HTTPROUTE,)
 
-    def render(self, owner: Owner, spec: ModelDeploymentSpec, weight: int) -> list[dict[str, Any]]:
+    def render(self, owner: Owner, spec: ModelDeploymentSpec, weight: int | None) -> list[dict[str, Any]]:
         config = spec.traffic.gateway_api
         assert config is not None
         port = spec.service.port
+        backends = [{"name": owner.name, "port": port, "weight": 100 - (weight or 0)}]
+        if weight is not None:
+            backends.append({"name": canary_name(owner), "port": port, "weight": weight})
         route_spec: dict[str, Any] = {
             "parentRefs": [ref.model_dump(by_alias=True, exclude_none=True) for ref in config.parent_refs],
-            "rules": [
-                {
-                    "backendRefs": [
-                        {"name": owner.name, "port": port, "weight": 100 - weight},
-                        {"name": canary_name(owner), "port": port, "weight": weight},
-                    ]
-                }
-            ],
+            "rules": [{"backendRefs": backends}],
         }
         if config.hostnames:
             route_spec["hostnames"] = list(config.hostnames)

@@ -20,26 +20,19 @@ class IstioRouter(WeightedRouter):
 
     resources: ClassVar[tuple[Resource, ...]] = (VIRTUALSERVICE,)
 
-    def render(self, owner: Owner, spec: ModelDeploymentSpec, weight: int) -> list[dict[str, Any]]:
+    def render(self, owner: Owner, spec: ModelDeploymentSpec, weight: int | None) -> list[dict[str, Any]]:
         config = spec.traffic.istio
         port = {"number": spec.service.port}
+        route = [
+            {"destination": {"host": _host(owner.name, owner.namespace), "port": port}, "weight": 100 - (weight or 0)}
+        ]
+        if weight is not None:
+            route.append(
+                {"destination": {"host": _host(canary_name(owner), owner.namespace), "port": port}, "weight": weight}
+            )
         vs_spec: dict[str, Any] = {
             "hosts": list(config.hosts) if config and config.hosts else [_host(owner.name, owner.namespace)],
-            "http": [
-                {
-                    "name": "modeldeploy",
-                    "route": [
-                        {
-                            "destination": {"host": _host(owner.name, owner.namespace), "port": port},
-                            "weight": 100 - weight,
-                        },
-                        {
-                            "destination": {"host": _host(canary_name(owner), owner.namespace), "port": port},
-                            "weight": weight,
-                        },
-                    ],
-                }
-            ],
+            "http": [{"name": "modeldeploy", "route": route}],
         }
         if config and config.gateways:
             vs_spec["gateways"] = list(config.gateways)

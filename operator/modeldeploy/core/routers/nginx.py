@@ -18,7 +18,7 @@ class NginxRouter(WeightedRouter):
 
     resources: ClassVar[tuple[Resource, ...]] = (INGRESS,)
 
-    def render(self, owner: Owner, spec: ModelDeploymentSpec, weight: int) -> list[dict[str, Any]]:
+    def render(self, owner: Owner, spec: ModelDeploymentSpec, weight: int | None) -> list[dict[str, Any]]:
         config = spec.traffic.nginx
         assert config is not None
 
@@ -51,8 +51,11 @@ class NginxRouter(WeightedRouter):
                 },
             }
 
+        main = ingress(owner.name, owner.name, {})
+        if weight is None:
+            return [main]  # no canary Ingress while no canary runs or drains
         return [
-            ingress(owner.name, owner.name, {}),
+            main,
             ingress(canary_name(owner), canary_name(owner), {NGINX_CANARY: "true", NGINX_CANARY_WEIGHT: str(weight)}),
         ]
 

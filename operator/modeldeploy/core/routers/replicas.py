@@ -15,6 +15,7 @@ class ReplicasRouter(Router):
 
     resources: ClassVar[tuple[Resource, ...]] = ()
     weight_from_pods: ClassVar[bool] = True
+    routes_to_canary_service: ClassVar[bool] = False
 
     def service_selector(self, owner: Owner) -> dict[str, str]:
         return {INSTANCE_LABEL: owner.name}
@@ -25,7 +26,7 @@ class ReplicasRouter(Router):
         # Stable stays fully scaled, so the canary needs c pods with c / (stable + c) = w.
         return max(1, math.ceil(stable_replicas * weight / (100 - weight)))
 
-    def render(self, owner: Owner, spec: ModelDeploymentSpec, weight: int) -> list[dict[str, Any]]:
+    def render(self, owner: Owner, spec: ModelDeploymentSpec, weight: int | None) -> list[dict[str, Any]]:
         return []
 
     def read_weight(self, owner: Owner, live: list[dict[str, Any]]) -> int | None:
