@@ -209,6 +209,11 @@ def operator_writes(local: LocalCluster, since: int, namespace: str) -> list[tup
 # -- helpers -----------------------------------------------------------------------------------------------------
 
 
+def progress(result: dict[str, Any]) -> None:
+    """What is measured so far, on stderr: a run cut short by its deadline still says what it got."""
+    print(json.dumps(result, default=str), file=sys.stderr, flush=True)
+
+
 def percentile(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
@@ -317,6 +322,7 @@ def run(size: int, workers: int, probes: int, idle: float, deadline: float) -> d
         result["create -> Deployment p50/p99"] = (percentile(to_deployment, 50), percentile(to_deployment, 99))
         result["create -> Ready p50/p99"] = (percentile(to_ready, 50), percentile(to_ready, 99))
         result["Deployment Available -> Ready p50/p99"] = (percentile(lag, 50), percentile(lag, 99))
+        progress(result)
 
         # -- idle, then one new object at a time
         time.sleep(idle)
@@ -337,6 +343,7 @@ def run(size: int, workers: int, probes: int, idle: float, deadline: float) -> d
             percentile(latencies, 99),
             max(latencies, default=float("nan")),
         )
+        progress(result)
         wait_until(lambda: seen.count("ready", PROBE) >= probes, time.monotonic() + 120)
 
         # -- restart

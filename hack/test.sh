@@ -17,6 +17,7 @@ step "lint (ruff), types (mypy), layering (import-linter)"
 "$bin/ruff" check operator tests hack
 "$bin/ruff" format --check operator tests hack
 "$bin/mypy"
+"$bin/mypy" --config-file tests/mypy.ini tests
 "$bin/lint-imports"
 
 step "control plane binaries (cached under ${MODELDEPLOY_CACHE:-~/.cache/modeldeploy})"

@@ -24,4 +24,4 @@ def render(helm: Helm, *args: str) -> list[dict[str, Any]]:
 def operator_container(deployment: dict[str, Any]) -> dict[str, Any]:
     containers = deployment["spec"]["template"]["spec"]["containers"]
     assert len(containers) == 1
-    return containers[0]  # type: ignore[no-any-return]
+    return containers[0]

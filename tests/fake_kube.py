@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -11,7 +12,8 @@ from modeldeploy.core.status import Event
 
 
 class FakeKube:
-    """An in-memory API server with the adapter's interface, `KubeApi` (mypy checks it: see below)."""
+    """An in-memory API server with the adapter's interface, `KubeApi`, plus the start-up listing of the
+    informer cache's `ListingKubeApi` (mypy checks it: see tests/unit/test_reconcile.py)."""
 
     def __init__(self, spec: dict[str, Any], name: str = "fraud-scorer") -> None:
         self.md: dict[str, Any] = {
@@ -87,9 +89,17 @@ class FakeKube:
         self.writes.append(("delete", kind))
         del self.objects[(kind, name)]
 
-    def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+    def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any] | None:
+        """Answers None (no object in the answer); a subclass may answer with the patched object."""
         self.writes.append(("patch-status", "ModelDeployment"))
         _merge(self.md.setdefault("status", {}), patch)
+        return None
+
+    def list_managed(self, kind: str, namespace: str | None) -> Iterator[dict[str, Any]]:
+        """Every object of `kind` the fake holds (all of them its reconciles wrote), in `namespace` or in all."""
+        for (k, _), o in list(self.objects.items()):
+            if k == kind and namespace in (None, o["metadata"].get("namespace")):
+                yield copy.deepcopy(o)
 
     def emit_event(self, owner: dict[str, Any], event: Event) -> None:
         self.events.append(event.reason)

@@ -23,7 +23,8 @@ from modeldeploy.workqueue import WorkQueue, in_threads
 log = logging.getLogger("modeldeploy.handlers")
 
 PEERING_LIFETIME_SECONDS = 30
-LIST_PAGE = 500
+LIST_PAGE = 200
+WORKER_IDLE_SECONDS = 0.5
 # Every kind of child, from the core's registry (the workload plus every router's resources), as Kopf names them.
 CHILD_RESOURCES = tuple((r.group, r.version, r.plural) for r in children.CHILD_RESOURCES)
 
@@ -39,17 +40,12 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.peering.lifetime = PEERING_LIFETIME_SECONDS
     # Kopf's own listings (at start and after a watch restart) come in pages, not as one response of every object.
     settings.watching.chunk_size = LIST_PAGE
-    # Only event handlers here: nothing diffs an object against its last handled state, so Kopf need not copy
-    # every event's body to build that state (most of its CPU per event otherwise).
+    # Kopf runs a task per object while its events flow; after a start's listing that is every object at once.
+    # Let each end soon after its last event (default 5 s), so they do not all pile up in memory.
+    settings.queueing.idle_timeout = WORKER_IDLE_SECONDS
+    # Only event handlers here: nothing diffs an object against its last handled state, so Kopf need not
+    # deep-copy every event's body to build that state.
     settings.persistence.diffbase_storage = NoDiffBase()
-    import os  # EXPERIMENT-REMOVE
-
-    if os.environ.get("XP_IDLE"):  # EXPERIMENT-REMOVE
-        settings.queueing.idle_timeout = float(os.environ["XP_IDLE"])  # EXPERIMENT-REMOVE
-    if os.environ.get("XP_LIMIT"):  # EXPERIMENT-REMOVE
-        settings.queueing.worker_limit = int(os.environ["XP_LIMIT"])  # EXPERIMENT-REMOVE
-    if os.environ.get("XP_NODIFF") == "0":  # EXPERIMENT-REMOVE
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage()  # EXPERIMENT-REMOVE
 
 
 class NoDiffBase(kopf.DiffBaseStorage):

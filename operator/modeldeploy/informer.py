@@ -14,16 +14,33 @@ and queues it; a child's event stores the child and queues its owner. Three thin
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
+import gc
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from modeldeploy.adapters import metrics
 from modeldeploy.adapters.cache import MODELDEPLOYMENT, CachedKube, Ref, Store, controller_of, version_of
 from modeldeploy.core.children import CHILD_RESOURCES, ROUTING_RESOURCES
 from modeldeploy.core.naming import INSTANCE_LABEL
-from modeldeploy.workqueue import CHANGED, RESYNC, WorkQueue
+from modeldeploy.workqueue import CHANGED, RESYNC, Key
+
+
+class Queue(Protocol):
+    """What the informer needs of the work queue (`WorkQueue`; a recording fake in the tests)."""
+
+    def add(self, key: Key, priority: int = CHANGED) -> None: ...
+
+    def forget(self, key: Key) -> None: ...
+
+    def start(self) -> None: ...
+
+    def depth(self) -> int: ...
+
+    def idle(self) -> bool: ...
 
 log = logging.getLogger("modeldeploy.informer")
 
@@ -33,6 +50,37 @@ LISTING_QUIET_SECONDS = 10.0
 """A (re)listing that delivered nothing for this long is over: what it did not deliver is checked with the API."""
 SWEEP_EVERY_SECONDS = 1.0
 FILL_RETRY_SECONDS = 5.0
+BURST_KEYS = 100
+"""A queue this deep is a burst (a start, a bulk change): when it has drained, freed memory goes back to the system."""
+
+
+M_ARENA_MAX = -8
+"""glibc's mallopt parameter: how many malloc arenas the threads share."""
+MALLOC_ARENAS = 2
+
+
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
+def release_memory() -> None:
+    """Collects the garbage cycles a burst left (asyncio's and Kopf's per-event objects), then returns the heap's
+    free pages to the system, where the C library can (glibc's malloc_trim)."""
+    gc.collect()
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
+
+
+def share_malloc_arenas() -> None:
+    """Before the reconcile threads start: glibc gives each thread an arena of its own (up to 8 per CPU), and the
+    cache's long-lived objects, written from every thread, would pin them all. Two shared ones are enough here."""
+    libc = _libc()
+    if libc is not None and hasattr(libc, "mallopt"):
+        libc.mallopt(M_ARENA_MAX, MALLOC_ARENAS)
 
 
 def fillable(namespaces: list[str]) -> list[str] | None:
@@ -47,7 +95,7 @@ class Informer:
     def __init__(
         self,
         kube: CachedKube,
-        queue: WorkQueue,
+        queue: Queue,
         owns: Callable[[str], bool] = lambda _uid: True,
         namespaces: list[str] | None = None,
     ) -> None:
@@ -59,6 +107,7 @@ class Informer:
         self.owns = owns
         self.namespaces = fillable(namespaces or [])
         self._tasks: list[asyncio.Task[None]] = []
+        share_malloc_arenas()
 
     # -- events ----------------------------------------------------------------------------------------------
 
@@ -135,15 +184,26 @@ class Informer:
         where = "all namespaces" if self.namespaces is None else ", ".join(self.namespaces) or "no namespace"
         log.info("Cache filled in %.1fs: %d children in %s", time.monotonic() - started, held, where)
         self.queue.start()
+        burst = False
         while True:
             await asyncio.sleep(SWEEP_EVERY_SECONDS)
             self._report()
+            if self.queue.depth() >= BURST_KEYS:
+                burst = True
+            elif burst and self.queue.idle():
+                burst = False
+                release_memory()  # a pass over many objects is done: its garbage too
             missing = self.store.unlisted(LISTING_QUIET_SECONDS)
+            if missing is None:
+                continue
             if missing:
                 try:
                     await self._recheck(missing)
                 except Exception as error:
                     log.warning("Could not check %d objects a relisting left out (%s)", len(missing), error)
+            # A listing's pages and its burst of events are garbage now: give the freed heap back to the system
+            # (glibc keeps it otherwise, and the resident memory after a start would stay at the burst's peak).
+            release_memory()
 
     async def _recheck(self, refs: Iterable[Ref]) -> None:
         gone = await asyncio.to_thread(lambda: list(self.kube.recheck(refs)))

@@ -387,10 +387,10 @@ class Reconciler:
         self.children.remember(key, owner.uid, desired, live, written, keep)
         return stable
 
-    def _backoff(self, key: tuple[str, str]) -> float:
+    def _backoff(self, key: tuple[str, str], error: ApiException) -> float:
         """When to try a refused write again: 1 s, doubling each time up to 5 minutes."""
         failures = self._apply_failures[key] = self._apply_failures.get(key, 0) + 1
-        metrics.RECONCILE_ERRORS.labels(error="ApplyRefused").inc()
+        metrics.RECONCILE_ERRORS.labels(error=f"api_{error.status}").inc()
         return float(min(APPLY_RETRY_SECONDS * 2 ** (failures - 1), APPLY_RETRY_MAX_SECONDS))
 
     def _refuse_foreign(self, kind: str, owner: Owner, child_name: str) -> None:
@@ -419,7 +419,7 @@ class Reconciler:
             message = _api_message(error)
             if error.status in (400, 422):
                 raise ReconcileError(
-                    INVALID_SPEC, f"the API server rejected {kind} {child_name}: {message}", self._backoff(key)
+                    INVALID_SPEC, f"the API server rejected {kind} {child_name}: {message}", self._backoff(key, error)
                 ) from error
             if error.status == 404 and kind in _ROUTING_BY_KIND:
                 served = f"{kind} ({_ROUTING_BY_KIND[kind].api_version})"
@@ -428,11 +428,11 @@ class Reconciler:
                     "RouterUnavailable",
                     f"the cluster does not serve {served}, which the {routers} traffic router writes; "
                     "install it or choose another spec.traffic.router",
-                    self._backoff(key),
+                    self._backoff(key, error),
                 ) from error
             if error.status == 403:
                 raise ReconcileError(
-                    APPLY_FAILED, f"not allowed to write {kind} {child_name}: {message}", self._backoff(key)
+                    APPLY_FAILED, f"not allowed to write {kind} {child_name}: {message}", self._backoff(key, error)
                 ) from error
             if error.status in (409, 413, 500):
                 if error.status == 413 or "too large" in message:
@@ -443,7 +443,7 @@ class Reconciler:
                 raise ReconcileError(
                     APPLY_FAILED,
                     f"the API server refused {kind} {child_name} (HTTP {error.status}): {message}",
-                    self._backoff(key),
+                    self._backoff(key, error),
                 ) from error
             raise
         metrics.API_WRITES.labels(kind=kind, verb="apply").inc()

@@ -19,7 +19,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 
@@ -38,8 +38,8 @@ FIXTURE_CRDS = {
 }
 
 
-def wait_for(predicate: Callable[[], T], timeout: float = 60.0, what: str = "condition") -> T:
-    """Polls `predicate` until it returns something truthy, or fails after `timeout` seconds."""
+def wait_for(predicate: Callable[[], T | Literal[False] | None], timeout: float = 60.0, what: str = "condition") -> T:
+    """Polls `predicate` until it returns something truthy (returned, so never None), or fails after `timeout`."""
     deadline = time.monotonic() + timeout
     last: object = None
     while time.monotonic() < deadline:
@@ -206,6 +206,12 @@ class Cluster:
                 return None
             raise subprocess.CalledProcessError(result.returncode, result.args, result.stdout, result.stderr)
         return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+    def require(self, kind: str, name: str, namespace: str) -> dict[str, Any]:
+        """An object that must exist now."""
+        obj = self.get(kind, name, namespace)
+        assert obj is not None, f"{kind} {namespace}/{name} does not exist"
+        return obj
 
     def ready(self, name: str, namespace: str, version: str | None = None) -> dict[str, Any] | None:
         """The ModelDeployment if `ready_at(it, version)`, else None: a predicate for `wait_for`."""

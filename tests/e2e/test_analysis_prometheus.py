@@ -111,6 +111,7 @@ def test_a_good_canary_is_promoted(
     start_canary(cluster, namespace, servers, prometheus)
     with LoadGenerator(servers, route_weights(cluster, servers.namespace)) as load:
         done = wait_for(lambda: promoted(cluster, namespace), 120, "promotion on good metrics")
+    assert done is not None
     assert load.sent["canary"] > 0, "the canary got traffic through the route's weight"
     assert done["status"]["history"][-1]["outcome"] == "Promoted"
     assert set(last_measurements(done)) == {"success-rate", "p99-latency", "drift"}
@@ -137,15 +138,17 @@ def test_a_worse_canary_is_rolled_back(
     faults: dict[str, float],
     metric: str,
 ) -> None:
-    start_canary(cluster, namespace, servers, prometheus, **faults)
+    start_canary(cluster, namespace, servers, prometheus, metrics=None, **faults)
     with LoadGenerator(servers, route_weights(cluster, servers.namespace)):
         rolled = wait_for(lambda: rolled_back(cluster, namespace), 120, f"rollback on {metric}")
+    assert rolled is not None
     rollback = rolled["status"]["lastRollback"]
     assert rollback["reason"] == "AnalysisFailed"
     assert metric in rollback["message"]
     assert last_measurements(rolled)[metric]["result"] == "Failed"
     assert condition(rolled, "Degraded")["reason"] == "RolledBack"
     route = cluster.get("httproute", NAME, namespace)
+    assert route is not None
     # 0% to the canary while it drains; then the route names the stable Service alone.
     assert [b["weight"] for b in route["spec"]["rules"][0]["backendRefs"]] in ([100, 0], [100])
     assert "RolledBack" in cluster.event_reasons(NAME, namespace)

@@ -188,6 +188,7 @@ def test_a_web_metric_promotes_a_canary_as_accurate_as_stable(
         done = wait_for(lambda: promoted(cluster, namespace), 60, "promotion on the web metric")
     finally:
         service.close()
+    assert done is not None
     accuracy = last_measurements(done)["accuracy"]
     assert accuracy["result"] == "Successful"
     assert (accuracy["value"], accuracy["stableValue"]) == (0.96, 0.95)
@@ -205,6 +206,7 @@ def test_a_web_metric_rolls_back_a_less_accurate_canary(cluster: Cluster, operat
         rolled = wait_for(lambda: rolled_back(cluster, namespace), 60, "rollback on the web metric")
     finally:
         service.close()
+    assert rolled is not None
     rollback = rolled["status"]["lastRollback"]
     assert rollback["reason"] == "AnalysisFailed"
     assert "accuracy 0.8 < 0.9" in rollback["message"]
@@ -236,6 +238,7 @@ def test_an_analysis_template_gates_the_canary(
     serve_model_servers(servers, stable_revision, started)
     with LoadGenerator(servers, route_weights(cluster, namespace)):
         done = wait_for(lambda: promoted(cluster, namespace), 60, "promotion on the template's gates")
+    assert done is not None
     assert set(last_measurements(done)) == {"success-rate", "p99-latency"}
     assert done["status"]["analysis"]["templates"] == ["AnalysisTemplate/std-gates@generation 1"]
 
@@ -258,6 +261,7 @@ def test_a_missing_cluster_analysis_template_holds_the_canary_until_it_exists(
                 30,
                 "AnalysisTemplateNotFound",
             )
+            assert held
             assert f"ClusterAnalysisTemplate {name} not found" in condition(held, "Degraded")["message"]
             assert held["status"]["canary"]["revision"] == started["status"]["canary"]["revision"], "held, not ended"
             assert held["status"].get("lastRollback") is None
@@ -266,6 +270,7 @@ def test_a_missing_cluster_analysis_template_holds_the_canary_until_it_exists(
             done = wait_for(lambda: promoted(cluster, namespace), 60, "promotion once the template exists")
     finally:
         cluster.kubectl("delete", "clusteranalysistemplate", name, "--ignore-not-found")
+    assert done is not None
     assert done["status"]["analysis"]["templates"] == [f"ClusterAnalysisTemplate/{name}@generation 1"]
     assert "Recovered" in cluster.event_reasons(NAME, namespace)
 
@@ -331,7 +336,7 @@ def test_prometheus_over_tls_needs_its_ca_bundle(
         cluster.kubectl(
             "create", "configmap", "prometheus-ca", f"--from-literal=ca.crt={secure.ca_pem}", "-n", namespace
         )
-        untrusted = {"prometheus": {"address": secure.address, "timeout": "2s"}, "metrics": GATES}
+        untrusted: dict[str, Any] = {"prometheus": {"address": secure.address, "timeout": "2s"}, "metrics": GATES}
         stable_revision, started = start_canary(cluster, namespace, untrusted)
         serve_model_servers(servers, stable_revision, started)
         with LoadGenerator(servers, route_weights(cluster, namespace)):
@@ -354,4 +359,5 @@ def test_prometheus_over_tls_needs_its_ca_bundle(
             done = wait_for(lambda: promoted(cluster, namespace), 60, "promotion once the CA bundle is given")
     finally:
         secure.close()
+    assert done is not None
     assert all(m["result"] == "Successful" for m in last_measurements(done).values())

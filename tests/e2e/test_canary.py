@@ -46,8 +46,8 @@ def canary_at(cluster: Cluster, namespace: str, step_index: int, phase: str = "P
     return None
 
 
-def deployment(cluster: Cluster, namespace: str, name: str) -> dict[str, Any] | None:
-    return cluster.get("deployment", name, namespace)
+def deployment(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
+    return cluster.require("deployment", name, namespace)
 
 
 def start(cluster: Cluster, namespace: str, **overrides: Any) -> None:
@@ -68,7 +68,7 @@ def test_replicas_router_moves_through_every_step(cluster: Cluster, operator: Op
     stable = deployment(cluster, namespace, NAME)
     assert stable["spec"]["replicas"] == 3, "stable stays fully scaled"
     assert stable["metadata"]["labels"]["modeldeploy.io/revision"] == stable_revision
-    assert cluster.get("service", NAME, namespace)["spec"]["selector"] == {"app.kubernetes.io/instance": NAME}
+    assert cluster.require("service", NAME, namespace)["spec"]["selector"] == {"app.kubernetes.io/instance": NAME}
     assert at_25["status"]["phase"] == "Paused"
     assert condition(at_25, "Paused")["status"] == "True"
     assert (argocd_health(at_25)["status"], kstatus(at_25)) == ("Suspended", "InProgress")
@@ -96,7 +96,7 @@ def test_replicas_router_moves_through_every_step(cluster: Cluster, operator: Op
     assert (argocd_health(done)["status"], kstatus(done)) == ("Healthy", "Current")
     assert done["status"]["history"][-1]["outcome"] == "Promoted"
     assert done["status"]["history"][-1]["model"]["version"] == "8"
-    wait_for(lambda: deployment(cluster, namespace, f"{NAME}-canary") is None, what="the canary to be removed")
+    wait_for(lambda: cluster.get("deployment", f"{NAME}-canary", namespace) is None, what="the canary to be removed")
     assert (
         deployment(cluster, namespace, NAME)["spec"]["template"]["metadata"]["labels"]["modeldeploy.io/revision"]
         == done["status"]["stable"]["revision"]
@@ -163,7 +163,7 @@ def test_weighted_router_writes_the_weight_at_every_step(
     assert cluster.apply(modeldeployment(NAME, namespace, spec("7", **overrides))).returncode == 0
     wait_for(lambda: cluster.ready(NAME, namespace, "7"), what="v7 Ready")
     assert weights(cluster, namespace) == [100], "idle: everything to stable, naming no canary backend"
-    assert cluster.get("service", NAME, namespace)["spec"]["selector"]["modeldeploy.io/track"] == "stable"
+    assert cluster.require("service", NAME, namespace)["spec"]["selector"]["modeldeploy.io/track"] == "stable"
     assert cluster.get("service", f"{NAME}-canary", namespace) is None, "an idle model costs one ClusterIP"
 
     with_fixed_pods = spec("8", **overrides)
@@ -172,7 +172,9 @@ def test_weighted_router_writes_the_weight_at_every_step(
     wait_for(lambda: canary_at(cluster, namespace, 1), what="paused after setWeight 25")
     assert weights(cluster, namespace) == [75, 25]
     assert deployment(cluster, namespace, f"{NAME}-canary")["spec"]["replicas"] == 2, "pods decoupled from weight"
-    assert cluster.get("service", f"{NAME}-canary", namespace)["spec"]["selector"]["modeldeploy.io/track"] == "canary"
+    assert (
+        cluster.require("service", f"{NAME}-canary", namespace)["spec"]["selector"]["modeldeploy.io/track"] == "canary"
+    )
     # actualWeight is read back from the router object, so it follows one reconcile after the write.
     wait_for(lambda: md(cluster, namespace)["status"]["canary"]["actualWeight"] == 25, 30, "the weight read back")
 
@@ -215,7 +217,7 @@ def test_progress_deadline_rolls_back_and_retry_tries_again(
     assert rolled["status"]["history"][-1]["outcome"] == "RolledBack"
     assert rolled["spec"] == broken, "the user's spec is never rewritten"
     assert weights(cluster, namespace) in ([100, 0], [100]), "no traffic to the canary while it drains"
-    wait_for(lambda: deployment(cluster, namespace, f"{NAME}-canary") is None, what="canary removed")
+    wait_for(lambda: cluster.get("deployment", f"{NAME}-canary", namespace) is None, what="canary removed")
     wait_for(lambda: weights(cluster, namespace) == [100], what="the canary backend removed with it")
     assert "RolledBack" in cluster.event_reasons(NAME, namespace)
 
@@ -276,7 +278,7 @@ def test_abort_pause_and_resume(cluster: Cluster, operator: Operator, namespace:
     aborted = wait_for(lambda: (m := md(cluster, namespace))["status"].get("lastRollback") and m, what="abort")
     assert aborted["status"]["lastRollback"]["reason"] == "Aborted"
     assert aborted["status"]["history"][-1]["outcome"] == "Aborted"
-    wait_for(lambda: deployment(cluster, namespace, f"{NAME}-canary") is None, what="canary pods gone at once")
+    wait_for(lambda: cluster.get("deployment", f"{NAME}-canary", namespace) is None, what="canary pods gone at once")
     assert "Aborted" in cluster.event_reasons(NAME, namespace)
 
 

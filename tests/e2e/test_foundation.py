@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +93,7 @@ def test_spec_change_rolls_out_a_new_revision(cluster: Cluster, operator: Operat
 def test_scale_up_and_down_to_zero(cluster: Cluster, operator: Operator, namespace: str) -> None:
     cluster.apply(modeldeployment("fraud", namespace, serving_spec(replicas=2)))
     wait_for(lambda: cluster.ready("fraud", namespace), what="Ready at 2 replicas")
-    revision = cluster.get("mdep", "fraud", namespace)["status"]["stable"]["revision"]
+    revision = cluster.require("mdep", "fraud", namespace)["status"]["stable"]["revision"]
     cluster.apply(modeldeployment("fraud", namespace, serving_spec(replicas=5)))
     md = wait_for(
         lambda: (m := cluster.ready("fraud", namespace)) and m["status"]["readyReplicas"] == 5 and m,
@@ -158,7 +159,7 @@ def test_delete_garbage_collects_children(cluster: Cluster, operator: Operator, 
 def test_deleted_child_is_recreated(cluster: Cluster, operator: Operator, namespace: str) -> None:
     cluster.apply(modeldeployment("fraud", namespace, serving_spec()))
     wait_for(lambda: cluster.ready("fraud", namespace), what="Ready")
-    old_uid = cluster.get("service", "fraud", namespace)["metadata"]["uid"]
+    old_uid = cluster.require("service", "fraud", namespace)["metadata"]["uid"]
     cluster.kubectl("delete", "service", "fraud", "-n", namespace)
     wait_for(
         lambda: (s := cluster.get("service", "fraud", namespace)) and s["metadata"]["uid"] != old_uid,
@@ -184,7 +185,7 @@ def test_edited_child_is_set_back(cluster: Cluster, operator: Operator, namespac
     )
     assert (
         restored["metadata"]["labels"]["modeldeploy.io/revision"]
-        == cluster.get("mdep", "fraud", namespace)["status"]["targetRevision"]
+        == cluster.require("mdep", "fraud", namespace)["status"]["targetRevision"]
     )
     repaired = wait_for(
         lambda: [
@@ -200,7 +201,7 @@ def test_edited_child_is_set_back(cluster: Cluster, operator: Operator, namespac
 
 def test_foreign_object_with_our_name_is_left_alone(cluster: Cluster, operator: Operator, namespace: str) -> None:
     cluster.kubectl("create", "service", "clusterip", "fraud", "--tcp=80:80", "-n", namespace)
-    before = cluster.get("service", "fraud", namespace)
+    before = cluster.require("service", "fraud", namespace)
     cluster.apply(modeldeployment("fraud", namespace, serving_spec()))
     md = wait_for(
         lambda: (
@@ -211,7 +212,7 @@ def test_foreign_object_with_our_name_is_left_alone(cluster: Cluster, operator: 
         what="NameConflict",
     )
     assert "Service" in condition(md, "Degraded")["message"]
-    after = cluster.get("service", "fraud", namespace)
+    after = cluster.require("service", "fraud", namespace)
     assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
 
 
@@ -245,7 +246,7 @@ def test_operator_reports_what_admission_cannot_know(
     assert case["error"] in degraded["message"]
     assert md["status"]["phase"] == "Degraded"
     assert md["status"]["stable"]["model"]["version"] == "7", "the last good revision keeps serving"
-    deployment = cluster.get("deployment", "fraud", namespace)
+    deployment = cluster.require("deployment", "fraud", namespace)
     assert deployment["metadata"]["generation"] == 1, "nothing was applied"
     assert "SpecRejected" in wait_for(lambda: cluster.event_reasons("fraud", namespace), what="events")
 
@@ -260,7 +261,7 @@ def test_operator_restart_writes_nothing_to_unchanged_objects(
         ]
     )
     for name in ("fixed", "scaled"):
-        wait_for(lambda n=name: cluster.ready(n, namespace), what=f"{name} Ready")
+        wait_for(partial(cluster.ready, name, namespace), what=f"{name} Ready")
 
     kinds = "mdep,deployment,service,hpa"
     before = cluster.resource_versions(namespace, kinds)

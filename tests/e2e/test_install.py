@@ -12,6 +12,7 @@ import json
 import re
 import uuid
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -206,6 +207,10 @@ def everywhere_denied(namespace: str) -> list[tuple[str, ...]]:
     ]
 
 
+def gone(cluster: Cluster, kind: str, name: str) -> bool:
+    return cluster.kubectl("get", kind, name, check=False).returncode != 0
+
+
 def served(namespace: str) -> list[tuple[str, ...]]:
     """What the operator must be able to do in a namespace it serves."""
     return [
@@ -335,9 +340,9 @@ def test_kustomize_base_install(fresh_cluster: Cluster, tmp_path: Path) -> None:
     cluster.kubectl("apply", "--server-side", "-k", str(BASE))
     try:
         deployment = wait_installed(cluster)
-        assert cluster.get("namespace", SYSTEM, SYSTEM)["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == (
-            "restricted"
-        )
+        assert cluster.require("namespace", SYSTEM, SYSTEM)["metadata"]["labels"][
+            "pod-security.kubernetes.io/enforce"
+        ] == ("restricted")
         namespace = create_namespace(cluster, f"models-{uuid.uuid4().hex[:6]}")
         kubeconfig = token_kubeconfig(cluster, tmp_path / "operator.kubeconfig")
         with operator_as_installed(cluster, deployment, kubeconfig, tmp_path / "operator.log") as operator:
@@ -357,7 +362,7 @@ def test_kustomize_base_install(fresh_cluster: Cluster, tmp_path: Path) -> None:
         ("namespace", SYSTEM),
     ):
         wait_for(
-            lambda k=kind, n=name: cluster.kubectl("get", k, n, check=False).returncode != 0,
+            partial(gone, cluster, kind, name),
             120,
             f"{kind} {name} to be deleted",
         )
@@ -398,7 +403,7 @@ def test_ha_replicas_elect_one_operator_and_fail_over(fresh_cluster: Cluster, he
                 "text",
             )
             replicas[role].start()
-            wait_for(lambda n=count: peers() >= n, 60, f"the {role} replica's keep-alive")
+            wait_for(partial(lambda n: peers() >= n, count), 60, f"the {role} replica's keep-alive")
         active, standby = replicas["active"], replicas["standby"]
         serve_the_example(cluster, namespace)
         assert "Applied Deployment" in active.log()

@@ -59,7 +59,11 @@ def test_cluster_starts_serves_on_loopback_and_stops_cleanly() -> None:
     finally:
         local.stop()
     for pid in pids:
-        wait_for(lambda p=pid: not os.path.exists(f"/proc/{p}") or _zombie(p), 15, f"process {pid} to exit")
+
+        def exited(p: int = pid) -> bool:
+            return not os.path.exists(f"/proc/{p}") or _zombie(p)
+
+        wait_for(exited, 15, f"process {pid} to exit")
     assert not local.state_dir.exists(), "the temporary state directory is removed"
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -293,6 +294,7 @@ def test_an_alias_move_rolls_out_through_an_analysed_canary(
 
     # Version 1: resolved, rendered with its pinned download URI, fetched from S3 and served.
     source = wait_for(lambda: status_of(cluster, namespace).get("source"), 60, "the alias resolved")
+    assert source is not None
     assert (source["uri"], source["version"]) == ("models:/fraud-rollout@champion", "1")
     template = pod_template(cluster, namespace, NAME)
     assert_fetch_wiring(template["spec"], source["downloadUri"], mlflow, s3)
@@ -304,6 +306,7 @@ def test_an_alias_move_rolls_out_through_an_analysed_canary(
     stable = servers.start_fetched("stable", first.revision, "1", first.model_dir)
     assert 0.0 <= infer(stable.port) <= 1.0, "the fetched version 1 answers a v2 inference request"
     v1 = wait_for(lambda: ready_on(cluster, namespace, "1"), 60, "Ready on version 1 with its digest")
+    assert v1 is not None
     assert v1["status"]["stable"]["model"]["digest"] == first.digest, "the digest the fetch reported"
     assert v1["status"]["stable"]["model"]["runId"] == source["runId"]
     assert condition(v1, "ModelResolved")["status"] == "True"
@@ -339,6 +342,7 @@ def test_an_alias_move_rolls_out_through_an_analysed_canary(
 
     with LoadGenerator(servers, route_weights(cluster, namespace)) as load:
         done = wait_for(lambda: ready_on(cluster, namespace, "2"), 120, "version 2 analysed and promoted")
+    assert done is not None
     assert load.sent["canary"] > 0, "the canary got traffic through the route's weight"
     assert done["metadata"]["generation"] == generation, "no spec change"
     history = done["status"]["history"]
@@ -378,6 +382,7 @@ def test_a_registry_outage_keeps_serving_then_recovers(
             15,
             "ModelResolved=False while MLflow is down",
         )
+        assert down
         resolved = condition(down, "ModelResolved")
         assert resolved["reason"] == "RegistryUnavailable"
         assert f"MLflow at {mlflow.tracking_uri} unreachable" in resolved["message"]
@@ -397,6 +402,7 @@ def test_a_registry_outage_keeps_serving_then_recovers(
 
     mlflow.set_alias("fraud-outage", "champion", "2")
     back = wait_for(lambda: ready_on(cluster, namespace, "2"), 60, "recovered and rolled out to version 2")
+    assert back is not None
     assert condition(back, "ModelResolved")["status"] == "True"
     assert "RegistryRecovered" in events(cluster, namespace)
     assert back["status"]["history"][-1]["outcome"] == "Promoted"
@@ -431,13 +437,14 @@ def test_fetch_faults_reach_conditions_and_events(
         m = md(cluster, namespace, name)
         return m if condition(m, "ModelFetched").get("reason") == "FetchFailed" else None
 
-    shown = {name: wait_for(lambda name=name: failed(name), 60, f"{name}: ModelFetched=False") for name in faults}
+    shown = {name: wait_for(partial(failed, name), 60, f"{name}: ModelFetched=False") for name in faults}
     expected = {
         "mismatch": f"digest mismatch: spec pins {pin}, the artifact at s3://{mlflow.ARTIFACTS_BUCKET}/artifacts/",
         "denied": "access denied: S3 refused s3://",
         "missing": f"not found: no object s3://{mlflow.ARTIFACTS_BUCKET}/artifacts/never-uploaded/model",
     }
     for name, m in shown.items():
+        assert m is not None
         fetched = condition(m, "ModelFetched")
         assert fetched["status"] == "False"
         assert expected[name] in fetched["message"], fetched["message"]

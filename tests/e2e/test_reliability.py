@@ -117,7 +117,11 @@ def start_canaries(cluster: Cluster, namespace: str, analyses: dict[str, dict[st
     for name, analysis in analyses.items():
         assert cluster.apply(modeldeployment(name, namespace, canary_spec("1", analysis))).returncode == 0
     for name in analyses:
-        wait_for(lambda name=name: get(cluster, name, namespace)["status"].get("stable"), 90, f"{name} v1 stable")
+
+        def stable(name: str = name) -> Any:
+            return get(cluster, name, namespace)["status"].get("stable")
+
+        wait_for(stable, 90, f"{name} v1 stable")
     for name, analysis in analyses.items():
         applied = cluster.apply(modeldeployment(name, namespace, canary_spec("2", analysis)))
         assert applied.returncode == 0, applied.stderr
@@ -175,11 +179,11 @@ def test_every_odd_metric_answer_ends_in_the_configured_outcome_with_events(
     }
     start_canaries(cluster, namespace, analyses)
     for name, (_, _, reason, says) in ODD_ANSWERS.items():
-        rolled = wait_for(
-            lambda name=name: (m := get(cluster, name, namespace))["status"].get("lastRollback") and m,
-            90,
-            f"{name}: the canary rolled back, not frozen",
-        )
+
+        def rolled_back(name: str = name) -> Any:
+            return (m := get(cluster, name, namespace))["status"].get("lastRollback") and m
+
+        rolled = wait_for(rolled_back, 90, f"{name}: the canary rolled back, not frozen")
         rollback = rolled["status"]["lastRollback"]
         assert rollback["reason"] == reason, (name, rollback)
         assert says in rollback["message"], (name, rollback["message"])
@@ -213,7 +217,11 @@ def test_metric_sources_that_never_answer_delay_no_other_object_nor_an_abort(
     }
     start_canaries(cluster, namespace, analyses)
     for name in STUCK:  # every stuck object measures now (its ticks hang until their deadline)
-        wait_for(lambda name=name: (get(cluster, name, namespace)["status"].get("canary") or {}).get("weight") == 50)
+
+        def measuring(name: str = name) -> bool:
+            return bool((get(cluster, name, namespace)["status"].get("canary") or {}).get("weight") == 50)
+
+        wait_for(measuring)
     wait_for(lambda: len(prometheus_fake.authorizations) >= 2 * len(STUCK), 30, "ticks underway")
 
     started = time.monotonic()
@@ -382,6 +390,7 @@ def test_a_child_too_large_for_the_api_server_is_reported_once(
         60,
         "Degraded/ApplyFailed",
     )
+    assert degraded
     message = condition(degraded, "Degraded")["message"]
     assert "the API server refused Deployment big (HTTP 500): etcdserver: request is too large" in message
     assert "make spec.runtime.env, args or pod annotations smaller" in message

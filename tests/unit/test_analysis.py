@@ -36,8 +36,10 @@ def test_builtin_queries_select_the_revision_in_the_namespace() -> None:
     assert 'code!~"5.."' in ok.canary
     assert ok.stable is None, "an absolute bound needs no stable measurement"
     assert "histogram_quantile(0.99" in p99.canary
+    assert p99.stable is not None
     assert 'modeldeploy_io_revision="stable1"' in p99.stable
     assert drift.kind == "histogram"
+    assert drift.stable is not None
     assert "modelserver_prediction_bucket" in drift.stable
 
 
@@ -59,7 +61,9 @@ def test_psi_is_zero_for_equal_distributions_and_grows_with_shift() -> None:
     same = {0.5: 50.0, 1.0: 100.0}
     assert psi(same, same, 10) == pytest.approx(0.0)
     shifted = {0.5: 10.0, 1.0: 100.0}
-    assert psi(shifted, same, 10) > 0.2
+    score = psi(shifted, same, 10)
+    assert score is not None
+    assert score > 0.2
     assert psi({0.5: 1.0, 1.0: 5.0}, same, 10) is None, "too few samples is no data"
 
 

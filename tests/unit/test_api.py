@@ -96,5 +96,7 @@ def test_undo_picks_the_newest_good_revision_that_is_not_serving() -> None:
             ],
         }
     }
-    assert previous_good(md)["revision"] == "b"
+    good = previous_good(md)
+    assert good is not None
+    assert good["revision"] == "b"
     assert previous_good({"status": {"stable": {"revision": "a"}, "history": [entry("a", "Deployed")]}}) is None

@@ -19,6 +19,11 @@ OWNER_REF = {
 }
 
 
+def must(obj: dict[str, Any] | None) -> dict[str, Any]:
+    assert obj is not None
+    return obj
+
+
 def child(kind: str, name: str, version: int, owner: str = "fraud", **spec: Any) -> dict[str, Any]:
     return {
         "apiVersion": "apps/v1" if kind == "Deployment" else "v1",
@@ -53,7 +58,7 @@ def test_events_in_reads_out_as_private_copies_without_managed_fields() -> None:
     assert deployment["spec"] == {"replicas": 3}
     assert "managedFields" not in deployment["metadata"], "what no reconcile reads is not kept"
     deployment["spec"]["replicas"] = 99
-    assert store.get("Deployment", "ns", "fraud")["spec"] == {"replicas": 3}, "a read cannot edit the cache"
+    assert must(store.get("Deployment", "ns", "fraud"))["spec"] == {"replicas": 3}, "a read cannot edit the cache"
     assert [o["kind"] for o in store.children("Service", "ns", "fraud")] == ["Service"]
     assert store.children("Deployment", "ns", "nobody") == []
     assert store.counts() == {"Deployment": 2, "Service": 1}
@@ -63,9 +68,9 @@ def test_an_older_version_never_replaces_a_newer_one() -> None:
     store = Store()
     assert store.upsert(child("Deployment", "fraud", 10, replicas=2), ours=True)  # the apply's answer
     assert not store.upsert(child("Deployment", "fraud", 9, replicas=1)), "a late watch event of an older version"
-    assert store.get("Deployment", "ns", "fraud")["spec"] == {"replicas": 2}
+    assert must(store.get("Deployment", "ns", "fraud"))["spec"] == {"replicas": 2}
     assert store.upsert(child("Deployment", "fraud", 11, replicas=4))
-    assert store.get("Deployment", "ns", "fraud")["spec"] == {"replicas": 4}
+    assert must(store.get("Deployment", "ns", "fraud"))["spec"] == {"replicas": 4}
 
 
 def test_the_echo_of_our_own_write_is_recognised_and_only_that_version() -> None:
@@ -124,10 +129,10 @@ def test_a_relisting_finds_what_was_deleted_while_the_watch_was_down() -> None:
     clock.now = 201.0
     store.listed("Deployment", "ns", "c")
     store.upsert(child("Deployment", "c", 1, owner="c"))
-    assert store.unlisted(quiet=10) == [], "the listing is still going"
+    assert store.unlisted(quiet=10) is None, "the listing is still going"
     clock.now = 215.0
     assert store.unlisted(quiet=10) == [("Deployment", "ns", "b")], "only the kind relisted, only what it left out"
-    assert store.unlisted(quiet=10) == [], "reported once"
+    assert store.unlisted(quiet=10) is None, "reported once"
 
 
 def test_what_was_shown_alive_since_a_relisting_began_is_not_suspected() -> None:
@@ -217,7 +222,7 @@ def test_reconciles_read_from_the_cache_and_the_answers_keep_it_current() -> Non
     kube = CachedKube(api, store)
     kube.fill(["Deployment", "Service"], None)
     assert api.lists == ["all Deployment", "all Service"]
-    store.upsert(api.get_modeldeployment("ns", "fraud-scorer"))  # the ModelDeployment's watch event
+    store.upsert(must(api.get_modeldeployment("ns", "fraud-scorer")))  # the ModelDeployment's watch event
     api.gets.clear()
 
     Reconciler(kube).reconcile("ns", "fraud-scorer")
@@ -227,7 +232,9 @@ def test_reconciles_read_from_the_cache_and_the_answers_keep_it_current() -> Non
     stored = store.get("Deployment", "ns", "fraud-scorer")
     assert stored is not None
     assert store.is_echo("Deployment", "ns", "fraud-scorer", int(stored["metadata"]["resourceVersion"]))
-    assert store.get(MODELDEPLOYMENT, "ns", "fraud-scorer")["status"]["phase"] == "Ready", "from the patch's answer"
+    assert must(store.get(MODELDEPLOYMENT, "ns", "fraud-scorer"))["status"]["phase"] == "Ready", (
+        "from the patch's answer"
+    )
 
     api.writes.clear()
     api.gets.clear()

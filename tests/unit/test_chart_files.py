@@ -21,11 +21,11 @@ BASE = ROOT / "manifests" / "base"
 
 
 def values() -> dict[str, Any]:
-    return yaml.safe_load((CHART / "values.yaml").read_text())  # type: ignore[no-any-return]
+    return yaml.safe_load((CHART / "values.yaml").read_text())
 
 
 def schema() -> dict[str, Any]:
-    return json.loads((CHART / "values.schema.json").read_text())  # type: ignore[no-any-return]
+    return json.loads((CHART / "values.schema.json").read_text())
 
 
 def errors(candidate: dict[str, Any]) -> list[str]:

@@ -78,9 +78,12 @@ def test_kopf_watches_every_registered_kind_through_the_label_selector() -> None
         assert list(settings.watching.label_selectors.collect(resource)) == ["app.kubernetes.io/managed-by=modeldeploy"]
     watchers = [h for h in kopf.get_default_registry()._watching.get_all_handlers() if h.id.startswith("child-")]
     assert len(watchers) == len(children.CHILD_RESOURCES)
+    assert all(h.selector is not None for h in watchers), "each child watcher has its label selector"
     for r in children.CHILD_RESOURCES:
         resource = KopfResource(group=r.group, version=r.version, plural=r.plural, namespaced=True)
-        assert [h.id for h in watchers if h.selector.check(resource)] == [f"child-{r.plural}"]
+        assert [h.id for h in watchers if h.selector is not None and h.selector.check(resource)] == [
+            f"child-{r.plural}"
+        ]
 
 
 def test_a_resource_without_a_group_is_in_the_core_group() -> None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, get_args
+from typing import Any, cast, get_args
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.table import Table
 
 from modeldeploy.control import OUTCOME_COLOURS, history_table, status_view
@@ -65,7 +65,7 @@ MD: dict[str, Any] = {
 
 
 def test_status_view_puts_each_value_in_its_track() -> None:
-    group = status_view(MD).renderable
+    group = cast(Group, status_view(MD).renderable)
     tracks = next(r for r in group.renderables if isinstance(r, Table) and r.columns[1].header == "stable")
     rows = {_row(tracks, i)[0]: _row(tracks, i)[1:] for i in range(tracks.row_count)}
     assert rows["revision"] == ["aaa111", "bbb222"]
@@ -85,7 +85,7 @@ def test_status_view_shows_progress_analysis_and_last_rollback() -> None:
 
 def test_status_view_without_a_canary_gives_stable_all_traffic() -> None:
     md = {**MD, "status": {**MD["status"], "canary": None, "analysis": None}}
-    group = status_view(md).renderable
+    group = cast(Group, status_view(md).renderable)
     tracks = next(r for r in group.renderables if isinstance(r, Table) and r.columns[1].header == "stable")
     weight = next(_row(tracks, i) for i in range(tracks.row_count) if _row(tracks, i)[0] == "weight")
     assert weight == ["weight", "100%", "-"]

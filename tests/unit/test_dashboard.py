@@ -13,7 +13,7 @@ PROMQL_WORDS = {"sum", "by", "rate", "increase", "histogram_quantile", "le", "la
 
 
 def exported_names() -> set[str]:
-    names = set()
+    names: set[str] = set()
     for family in REGISTRY.collect():
         names.update(sample.name for sample in family.samples)
         names.add(family.name)
@@ -27,7 +27,7 @@ def exported_names() -> set[str]:
 def test_every_panel_queries_exported_metrics() -> None:
     dashboard = json.loads(DASHBOARD.read_text())
     exported = exported_names()
-    queried = set()
+    queried: set[str] = set()
     for panel in dashboard["panels"]:
         assert panel["targets"], panel["title"]
         for target in panel["targets"]:

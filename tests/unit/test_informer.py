@@ -27,6 +27,12 @@ class RecordingQueue:
     def start(self) -> None:
         self.started = True
 
+    def depth(self) -> int:
+        return len(self.added)
+
+    def idle(self) -> bool:
+        return True
+
 
 def child(kind: str, name: str, version: int) -> dict[str, Any]:
     owner = {"apiVersion": "modeldeploy.io/v1alpha1", "kind": MODELDEPLOYMENT, "name": name, "uid": "uid-1"}

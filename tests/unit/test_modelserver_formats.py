@@ -149,7 +149,7 @@ def test_several_files_and_none_named_model_is_a_clear_error(tmp_path: Path) -> 
 def test_an_mlflow_directory_serves_its_sklearn_flavour(tmp_path: Path, estimator: LogisticRegression) -> None:
     root = mlflow_dir(tmp_path / "m", estimator)
     for wanted in (None, "mlflow", "sklearn"):
-        found = locate(root, wanted)  # type: ignore[arg-type]
+        found = locate(root, wanted)
         assert (found.kind, found.path.name, found.via_mlflow) == ("sklearn", "model.pkl", True)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from modeldeploy.core.api import ModelDeploymentStatus, RevisionStatus, ServedModel, parse_duration
+from modeldeploy.core.api import ActionName, ModelDeploymentStatus, RevisionStatus, ServedModel, parse_duration
 from modeldeploy.core.naming import Owner
 from modeldeploy.core.presets import SpecError
 from modeldeploy.core.render import pod_template, render
@@ -28,7 +28,7 @@ MAX_CHILD_BYTES = 512 * 1024
 names = st.from_regex(r"[a-z][a-z0-9-]{0,30}[a-z0-9]", fullmatch=True)
 versions = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,20}[A-Za-z0-9]", fullmatch=True)
 # Any text, including characters outside the Basic Multilingual Plane, as users put in env values and args.
-texts = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40)
+texts = st.text(st.characters(blacklist_categories=["Cs"]), min_size=1, max_size=40)
 uris = st.sampled_from(
     [
         "s3://models/fraud/7",
@@ -47,14 +47,13 @@ steps = st.lists(
     ),
     max_size=8,
 )
-routers = st.sampled_from(
-    [
-        {"router": "replicas"},
-        {"router": "gatewayAPI", "gatewayAPI": {"parentRefs": [{"name": "gw"}]}},
-        {"router": "istio"},
-        {"router": "nginx", "nginx": {"host": "models.example.com"}},
-    ]
-)
+ROUTERS: list[dict[str, Any]] = [
+    {"router": "replicas"},
+    {"router": "gatewayAPI", "gatewayAPI": {"parentRefs": [{"name": "gw"}]}},
+    {"router": "istio"},
+    {"router": "nginx", "nginx": {"host": "models.example.com"}},
+]
+routers = st.sampled_from(ROUTERS)
 
 
 @st.composite
@@ -152,7 +151,7 @@ ticks = st.lists(
 @settings(max_examples=300, deadline=None)
 @given(steps, routers, ticks)
 def test_the_state_machine_never_raises_routes_to_unready_pods_or_skips_a_step(
-    step_list: list[dict[str, Any]], traffic: dict[str, Any], sequence: list[tuple[int, int, str | None, bool]]
+    step_list: list[dict[str, Any]], traffic: dict[str, Any], sequence: list[tuple[int, int, ActionName | None, bool]]
 ) -> None:
     raw: dict[str, Any] = {
         "model": {"name": "m", "version": "2", "uri": "s3://m/2", "format": "sklearn"},

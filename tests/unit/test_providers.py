@@ -577,7 +577,11 @@ def test_prometheus_scalars_and_plain_numbers_are_values(body: Any, expected: Ra
 
 def test_a_body_that_is_not_json_or_too_deep_is_an_error() -> None:
     for text in ("[" * 100_000 + "]" * 100_000, '{"status": "success", "data": ', "\xff\xfe"):
-        raw, _ = measure_one(SUCCESS, lambda _, text=text: httpx.Response(200, content=text.encode("latin-1")), PROM)
+
+        def answer(_: httpx.Request, text: str = text) -> httpx.Response:
+            return httpx.Response(200, content=text.encode("latin-1"))
+
+        raw, _ = measure_one(SUCCESS, answer, PROM)
         assert raw.error == "Prometheus answered HTTP 200 without JSON"
 
 

@@ -114,7 +114,7 @@ def test_transient_api_errors_propagate_for_a_retry() -> None:
     def broken(*_args):
         raise ApiException(status=503, reason="Service Unavailable")
 
-    kube.list_children = broken
+    kube.list_children = broken  # type: ignore[method-assign]  # the API server fails mid-reconcile
     with pytest.raises(ApiException):
         Reconciler(kube).reconcile("ns", "fraud-scorer")
     assert "status" not in kube.md
@@ -122,7 +122,7 @@ def test_transient_api_errors_propagate_for_a_retry() -> None:
 
 def test_a_deleted_object_is_left_alone() -> None:
     kube = FakeKube(valid_spec())
-    kube.get_modeldeployment = lambda *_: None
+    kube.get_modeldeployment = lambda *_: None  # type: ignore[method-assign]  # deleted since it was queued
     Reconciler(kube).reconcile("ns", "fraud-scorer")
     assert kube.writes == []
     assert json.dumps(kube.objects) == "{}"

@@ -96,7 +96,7 @@ def test_the_installed_formatter_masks_every_logger_every_level_and_tracebacks(
     install(root)
     install(root)  # idempotent
     assert isinstance(root.handlers[0].formatter, RedactingFormatter)
-    assert not isinstance(root.handlers[0].formatter.inner, RedactingFormatter)  # type: ignore[union-attr]
+    assert not isinstance(root.handlers[0].formatter.inner, RedactingFormatter)
     registry.register(TOKEN)
     for name in ("httpcore.http11", "kopf.objects", "kubernetes.client.rest", "modeldeploy.reconcile"):
         child = logging.getLogger(f"redaction-test-root.{name}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 from kubernetes.client.exceptions import ApiException
@@ -150,7 +150,7 @@ def test_a_refused_write_is_reported_once_and_retried_with_backoff(
     original = kube.apply
     refusing = True
 
-    def refused(*_: Any) -> None:
+    def refused(*_: Any) -> NoReturn:
         error = ApiException(status=status, reason="Refused")
         error.body = json.dumps({"kind": "Status", "message": message, "code": status})
         raise error

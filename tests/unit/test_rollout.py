@@ -171,6 +171,7 @@ def test_retry_and_spec_change_both_lift_a_rejection() -> None:
     assert retried.status.last_action.result == f"retrying revision {NEW}"
     other = decide(spec(), "other00000", MODEL, Observed(dep(OLD), None, None), rejected.status, T0)
     assert other.status.rejected_revision is None
+    assert other.status.canary is not None
     assert other.status.canary.revision == "other00000"
 
 
@@ -179,6 +180,7 @@ def test_a_new_revision_supersedes_the_running_canary() -> None:
     d = decide(spec(), "newer00000", MODEL, Observed(dep(OLD), dep(NEW, replicas=1), None), running.status, T0)
     assert reasons(d) == ["Superseded", "CanaryStarted"]
     assert d.status.history[-1].outcome == "Superseded"
+    assert d.status.canary is not None
     assert d.status.canary.revision == "newer00000"
     assert d.weight == 0, "pods of the superseded revision get no traffic"
 
@@ -249,6 +251,7 @@ def test_history_records_direct_deployments_and_canaries_once_each() -> None:
     done = run(prev=promoting.status, stable=dep(NEW), canary=dep(NEW))
     final, events = compute_status(promoting.status, done.status, obs, T0)
     assert [h.outcome for h in final.history] == ["Promoted"]
+    assert final.stable is not None
     assert final.stable.revision == NEW
     assert "RolloutCompleted" not in [e.reason for e in events], "Promoted says it already"
 

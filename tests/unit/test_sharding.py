@@ -55,7 +55,7 @@ def shard_of_hash(value: int, count: int) -> int:
 def test_each_object_is_owned_by_exactly_one_shard_and_the_split_is_even() -> None:
     uids = [str(uuid.UUID(int=random.Random(n).getrandbits(128), version=4)) for n in range(8000)]
     for count in (1, 2, 4):
-        owners = Counter()
+        owners: Counter[int] = Counter()
         for uid in uids:
             owning = [i for i in range(count) if Shard(i, count).owns(uid)]
             assert owning == [shard_of(uid, count)]
@@ -112,6 +112,15 @@ class RecordingQueue:
 
     def forget(self, key: tuple[str, str]) -> None:
         self.forgotten.append(key)
+
+    def start(self) -> None:
+        pass
+
+    def depth(self) -> int:
+        return len(self.added)
+
+    def idle(self) -> bool:
+        return True
 
 
 def uid_in(shard: Shard) -> str:

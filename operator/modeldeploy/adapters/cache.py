@@ -232,13 +232,16 @@ class Store:
             if entry is not None:
                 entry.seen = now
 
-    def unlisted(self, quiet: float) -> list[Ref]:
+    def unlisted(self, quiet: float) -> list[Ref] | None:
         """After a listing has delivered nothing for `quiet` seconds: what the store holds in its scope that it did
         not deliver and that nothing else has shown alive since it began. Those were deleted while the watch was
-        down (no DELETED event comes for them), or are still on their way: the caller checks each with the API."""
+        down (no DELETED event comes for them), or are still on their way: the caller checks each with the API.
+        None when no listing has ended."""
         with self._lock:
             now = self._clock()
             done = [key for key, listing in self._listings.items() if now - listing.last >= quiet]
+            if not done:
+                return None
             missing: list[Ref] = []
             for kind, scope in done:
                 listing = self._listings.pop((kind, scope))

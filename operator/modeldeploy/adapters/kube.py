@@ -241,7 +241,7 @@ class Kube:
             )
         )
 
-    def list_managed(self, kind: str, namespace: str | None, page: int = 500) -> Iterator[dict[str, Any]]:
+    def list_managed(self, kind: str, namespace: str | None, page: int = 200) -> Iterator[dict[str, Any]]:
         """Every object of `kind` labelled as managed by us, in `namespace` or in all (None), `page` at a time;
         nothing when the kind is not served. Fills the informer cache at start-up."""
         selector = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
