@@ -42,6 +42,7 @@ class Queue(Protocol):
 
     def idle(self) -> bool: ...
 
+
 log = logging.getLogger("modeldeploy.informer")
 
 ROUTING_KINDS = frozenset(resource.kind for resource in ROUTING_RESOURCES)
