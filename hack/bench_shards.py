@@ -44,6 +44,13 @@ def busy_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / TICK
 
 
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
@@ -60,6 +67,8 @@ class Run:
     cpu_to_deployments: dict[str, float]
     cpu_to_ready: dict[str, float]
     busiest_shard_to_deployments: float
+    rss_mib: list[float]
+    """Each shard's resident memory once every object was Ready."""
     others: float
     """Cores that other processes on the machine used meanwhile (all busy time minus this run's): when it is not
     near 0, they competed with this run and its times are slower than the machine can do."""
@@ -133,6 +142,7 @@ def measure(shards: int, objects: int, workers: int, log_dir: Path) -> Run:
         confirmed = sum(ready_at(md) for md in listing)
         if confirmed != objects:
             print(f"warning: the operators count {objects} Ready, the API says {confirmed}", file=sys.stderr)
+        rss = [rss_mib(op.process.pid) for op in operators if op.process is not None]
         reconciles = sum(op.metrics().get('modeldeploy_reconcile_total{result="success"}', 0) for op in operators)
     finally:
         for op in operators:
@@ -154,6 +164,7 @@ def measure(shards: int, objects: int, workers: int, log_dir: Path) -> Run:
         cpu_to_ready=spent(at_ready),
         busiest_shard_to_deployments=max(v for k, v in cpu_deployments.items() if k.startswith("shard-")),
         others=others,
+        rss_mib=rss,
     )
 
 
@@ -210,6 +221,9 @@ def main() -> None:
             f"{run.to_ready:>8.1f}s {args.objects / run.to_ready:>6.1f} obj/s  "
             f"{run.reconciles:>10.0f}  {run.others:>6.2f}"
         )
+    print("\nResident memory of each shard once every object was Ready (MiB):")
+    for run in runs:
+        print(f"{f'{run.shards} x {run.workers}':>6}: {' '.join(f'{m:.0f}' for m in run.rss_mib)}")
     print("\nCPU cores used (CPU-seconds per wall second), from the start of the operators:")
     for run in runs:
         name = f"{run.shards} x {run.workers}"
