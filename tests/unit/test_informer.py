@@ -139,15 +139,17 @@ def test_the_queue_starts_only_once_the_cache_is_filled() -> None:
         inf, queue, store = informer()
         loop = asyncio.get_running_loop()
         release = asyncio.Event()
+        listing = asyncio.Event()
 
         def fill(kinds: Any, namespaces: Any, at: Any = None) -> int:
+            loop.call_soon_threadsafe(listing.set)
             asyncio.run_coroutine_threadsafe(release.wait(), loop).result()  # the LIST takes its time
             store.mark_synced(namespaces)
             return 0
 
         inf.kube.fill = fill  # type: ignore[method-assign]
         inf.start()
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(listing.wait(), timeout=5)  # the listing is under way, and not done
         before = queue.started
         release.set()
         for _ in range(100):
