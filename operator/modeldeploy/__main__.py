@@ -1,3 +1,3 @@
-from modeldeploy.cli import app
+from modeldeploy.cli import main
 
-app(prog_name="modeldeploy")
+main()

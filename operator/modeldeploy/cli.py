@@ -4,21 +4,30 @@ The local control plane and the demo are development tools: see the `modeldeploy
 
 from __future__ import annotations
 
-import socket
-import time
-import zlib
-from collections.abc import Callable
+import re
+import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.live import Live
 
-from modeldeploy import control
-from modeldeploy.core import crd as crd_module
-from modeldeploy.core.sharding import MAX_SHARDS, Shard
+from modeldeploy import __version__
+from modeldeploy.core.sharding import MAX_SHARDS
+from modeldeploy.errors import ModelDeployError
 
-app = typer.Typer(help="modeldeploy: ship ML models on Kubernetes.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from modeldeploy.client import Client, RolloutResult
+
+# Heavy modules (kubernetes, pydantic, rich) are imported inside the commands, so `--version` and `--help` start fast.
+app = typer.Typer(
+    help="modeldeploy: ship ML models on Kubernetes.", no_args_is_help=True, pretty_exceptions_enable=False
+)
+plugin_app = typer.Typer(
+    help="Deploy, control and inspect ModelDeployments (kubectl modeldeploy ...).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 
 
 @app.command()
@@ -29,6 +38,8 @@ def crd(
     ] = None,
 ) -> None:
     """Print the CRDs generated from the API models, or write them (`hack/generate-crds.sh` updates every copy)."""
+    from modeldeploy.core import crd as crd_module
+
     files = crd_module.crd_files()
     if not output_dir:
         typer.echo("---\n".join(files.values()), nl=False)
@@ -72,6 +83,11 @@ def run(
     shard: Annotated[int, typer.Option(min=0, help="The shard this operator serves, 0 to --shards minus 1.")] = 0,
 ) -> None:
     """Run the operator, for all namespaces (default) or the ones given with -n."""
+    import socket
+    import zlib
+
+    from modeldeploy.core.sharding import Shard
+
     if namespace and all_namespaces:
         raise typer.BadParameter("give --namespace or --all-namespaces, not both")
     if log_format not in ("json", "text"):
@@ -92,139 +108,365 @@ def run(
     )
 
 
-# -- manual controls and views; also the kubectl plugin (`kubectl modeldeploy ...`) --------------------------
+# -- deploy, the manual controls and the views; also the kubectl plugin (`kubectl modeldeploy ...`) -----------
+# Exit codes: 0 promoted (or nothing to roll out), 1 rolled back, 2 timed out, 3 invalid spec or stalled,
+# 4 the command could not do its work (usage, kubeconfig, API server, CRD, permissions, not found).
 
-plugin_app = typer.Typer(help="Control and inspect ModelDeployments (kubectl modeldeploy ...).", no_args_is_help=True)
+USAGE_ERROR = 4
+
+
+class RolloutExitError(Exception):
+    """The rollout's outcome as the exit code; raised past click, which would treat exit code 2 as its own."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+@dataclass
+class Target:
+    """Where commands act: the kubectl-style flags, given before the subcommand or after it (after wins)."""
+
+    namespace: str | None = None
+    context: str | None = None
+    kubeconfig: str | None = None
+    as_user: str | None = None
+
 
 NameArg = Annotated[str, typer.Argument(help="ModelDeployment name.")]
 NamespaceOpt = Annotated[str | None, typer.Option("--namespace", "-n", help="Namespace (the context's by default).")]
 ContextOpt = Annotated[str | None, typer.Option("--context", help="kubeconfig context.")]
 KubeconfigOpt = Annotated[str | None, typer.Option("--kubeconfig", help="kubeconfig file.")]
+AsOpt = Annotated[str | None, typer.Option("--as", help="User to impersonate, like kubectl --as.")]
 OutputOpt = Annotated[str | None, typer.Option("--output", "-o", help="json or yaml instead of the table view.")]
-WaitOpt = Annotated[float, typer.Option(help="Seconds to wait for the operator's answer.")]
+WaitOpt = Annotated[float, typer.Option(help="Seconds to wait for the operator's answer; exit 2 without one.")]
+TimeoutOpt = Annotated[
+    str | None, typer.Option("--timeout", help="Wait for the rollout's outcome this long, e.g. 30m or 90s.")
+]
 
 
-def _control(
-    namespace: str | None, context: str | None, kubeconfig: str | None, work: Callable[[Any, str], str | None]
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"modeldeploy {__version__}")
+        raise typer.Exit()
+
+
+def global_options(
+    ctx: typer.Context,
+    namespace: NamespaceOpt = None,
+    context: ContextOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    as_user: AsOpt = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
 ) -> None:
-    """Connects, runs `work(client, namespace)`, prints what it returns, and turns ControlError into exit 1."""
+    ctx.obj = Target(namespace, context, kubeconfig, as_user)
+
+
+def _client(
+    ctx: typer.Context, namespace: str | None, context: str | None, kubeconfig: str | None, as_user: str | None
+) -> Client:
+    from modeldeploy.client import Client
+
+    given = ctx.find_object(Target) or Target()
+    return Client(
+        namespace or given.namespace,
+        context or given.context,
+        kubeconfig or given.kubeconfig,
+        as_user or given.as_user,
+    )
+
+
+def _output(output: str | None, allowed: tuple[str, ...] = ("json", "yaml")) -> str | None:
+    if output is not None and output not in allowed:
+        raise ModelDeployError(f"unknown output format {output!r}; use {' or '.join(allowed)}")
+    return output
+
+
+def parse_timeout(text: str) -> float:
+    """'30m', '90s', '1h30m' or plain seconds."""
+    if re.fullmatch(r"[0-9]+(\.[0-9]+)?", text):
+        return float(text)
+    parts = re.findall(r"([0-9]+)(h|m|s)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ModelDeployError(f"--timeout {text!r} is not a duration like 30m, 90s or 1h30m")
+    return float(sum(int(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts))
+
+
+def _follow(client: Client, name: str, namespace: str, timeout: float, generation: int | None) -> RolloutResult:
+    """Waits for the outcome: a live view on a terminal, a plain line per change otherwise (CI logs)."""
+    import time
+
+    from modeldeploy.core.status.outcome import progress
+
+    started = time.monotonic()
+    if sys.stdout.isatty():
+        from rich.live import Live
+
+        from modeldeploy.views import console, status_view
+
+        with Live(console=console, refresh_per_second=2, transient=False) as live:
+            return client.wait(name, namespace, timeout, generation, on_change=lambda md: live.update(status_view(md)))
+    last = ""
+
+    def line(md: dict[str, Any]) -> None:
+        nonlocal last
+        text = progress(md)
+        if text != last:
+            last = text
+            typer.echo(f"[{time.monotonic() - started:6.1f}s] {namespace}/{name} {text}", err=True)
+
+    return client.wait(name, namespace, timeout, generation, on_change=line)
+
+
+def _finish(results: list[RolloutResult]) -> None:
+    for result in results:
+        typer.echo(f"{result.namespace}/{result.name}: {result.outcome}: {result.reason} ({result.seconds:.1f}s)")
+    code = max((r.exit_code for r in results), default=0)
+    if code:
+        raise RolloutExitError(code)
+
+
+def deploy(
+    ctx: typer.Context,
+    filename: Annotated[str, typer.Option("--filename", "-f", help="YAML with ModelDeployments; - for stdin.")],
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the rollout's outcome; exit code tells it.")] = False,
+    timeout: Annotated[str, typer.Option(help="With --wait: how long, e.g. 30m, 90s.")] = "30m",
+    force_conflicts: Annotated[
+        bool, typer.Option("--force-conflicts", help="Take over fields another manager owns (server-side apply).")
+    ] = False,
+    namespace: NamespaceOpt = None,
+    context: ContextOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    as_user: AsOpt = None,
+) -> None:
+    """Apply ModelDeployments (server-side apply); with --wait, follow each rollout and exit with its outcome:
+    0 promoted or nothing to roll out, 1 rolled back, 2 timed out, 3 invalid spec or stalled."""
+    import time
+
+    from modeldeploy.client import load_manifests
+
+    seconds = parse_timeout(timeout)
+    manifests = load_manifests(filename)
+    client = _client(ctx, namespace, context, kubeconfig, as_user)
+    applied = []
+    for manifest in manifests:
+        stored = client.apply(manifest, force_conflicts)
+        meta = stored["metadata"]
+        applied.append((meta["name"], meta["namespace"], int(meta.get("generation") or 0)))
+        typer.echo(f"applied {meta['namespace']}/{meta['name']} (generation {meta.get('generation')})", err=True)
+    if not wait:
+        return
+    deadline = time.monotonic() + seconds
+    results = [
+        _follow(client, name, ns, max(deadline - time.monotonic(), 0), generation) for name, ns, generation in applied
+    ]
+    _finish(results)
+
+
+def status(
+    ctx: typer.Context,
+    name: NameArg,
+    namespace: NamespaceOpt = None,
+    context: ContextOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    as_user: AsOpt = None,
+    output: OutputOpt = None,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Keep redrawing until interrupted.")] = False,
+    timeout: TimeoutOpt = None,
+) -> None:
+    """Stable and canary side by side, the canary's progress, conditions, pods and recent Events. With --timeout,
+    wait for the rollout's outcome and exit like `deploy --wait`."""
+    output = _output(output)
+    seconds = parse_timeout(timeout) if timeout else None
+    client = _client(ctx, namespace, context, kubeconfig, as_user)
+    if seconds is not None:
+        _finish([_follow(client, name, client.namespace, seconds, None)])
+        return
+    from modeldeploy import views
+
+    md = client.get(name)
+    if output:
+        typer.echo(views.dump(md.get("status") or {}, output))
+        return
+
+    def view(md: dict[str, Any]) -> Any:
+        try:
+            events, pods = client.events(name), client.pods(name)
+        except ModelDeployError:  # a user may read ModelDeployments without reading Events or pods
+            events, pods = [], []
+        return views.status_view(md, events, pods)
+
+    if not watch:
+        views.console.print(view(md))
+        return
+    import time
+
+    from rich.live import Live
+
+    with Live(view(md), console=views.console, refresh_per_second=2) as live:
+        try:
+            while True:
+                time.sleep(1)
+                live.update(view(client.get(name)))
+        except KeyboardInterrupt:
+            return
+
+
+def list_deployments(
+    ctx: typer.Context,
+    all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A", help="Every namespace.")] = False,
+    namespace: NamespaceOpt = None,
+    context: ContextOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    as_user: AsOpt = None,
+    output: Annotated[str | None, typer.Option("--output", "-o", help="wide, json or yaml.")] = None,
+) -> None:
+    """ModelDeployments with their phase, versions, canary weight and readiness (-o wide: more)."""
+    output = _output(output, ("wide", "json", "yaml"))
+    items = _client(ctx, namespace, context, kubeconfig, as_user).list_deployments(all_namespaces=all_namespaces)
+    from modeldeploy import views
+
+    if output in ("json", "yaml"):
+        typer.echo(views.dump({"apiVersion": "v1", "kind": "List", "items": items}, output))
+    elif not items:
+        typer.echo("No ModelDeployments found.", err=True)
+    else:
+        views.console.print(views.list_table(items, all_namespaces, wide=output == "wide"))
+
+
+def history(
+    ctx: typer.Context,
+    name: NameArg,
+    namespace: NamespaceOpt = None,
+    context: ContextOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    as_user: AsOpt = None,
+    output: OutputOpt = None,
+) -> None:
+    """Recent revisions: model version, outcome (coloured), times and the reason."""
+    output = _output(output)
+    md = _client(ctx, namespace, context, kubeconfig, as_user).get(name)
+    from modeldeploy import views
+
+    if output:
+        typer.echo(views.dump((md.get("status") or {}).get("history") or [], output))
+    else:
+        views.console.print(views.history_table(md))
+
+
+def promote(
+    ctx: typer.Context,
+    name: NameArg,
+    full: Annotated[bool, typer.Option("--full", help="Skip every remaining step and promote now.")] = False,
+    namespace: NamespaceOpt = None,
+    context: ContextOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    as_user: AsOpt = None,
+    wait: WaitOpt = 30.0,
+) -> None:
+    """Advance the canary by one step (past a pause), or promote it fully with --full."""
+    client = _client(ctx, namespace, context, kubeconfig, as_user)
+    typer.echo(f"promote {client.namespace}/{name}: {client.promote(name, full=full, wait=wait)}")
+
+
+def abort(
+    ctx: typer.Context,
+    name: NameArg,
+    namespace: NamespaceOpt = None,
+    context: ContextOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    as_user: AsOpt = None,
+    wait: WaitOpt = 30.0,
+) -> None:
+    """Roll the canary back now; its revision is not retried until the spec changes or `retry`."""
+    client = _client(ctx, namespace, context, kubeconfig, as_user)
+    typer.echo(f"abort {client.namespace}/{name}: {client.abort(name, wait=wait)}")
+
+
+def retry(
+    ctx: typer.Context,
+    name: NameArg,
+    namespace: NamespaceOpt = None,
+    context: ContextOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    as_user: AsOpt = None,
+    wait: WaitOpt = 30.0,
+) -> None:
+    """Start a new canary of a rolled-back revision."""
+    client = _client(ctx, namespace, context, kubeconfig, as_user)
+    typer.echo(f"retry {client.namespace}/{name}: {client.retry(name, wait=wait)}")
+
+
+def pause(
+    ctx: typer.Context,
+    name: NameArg,
+    namespace: NamespaceOpt = None,
+    context: ContextOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    as_user: AsOpt = None,
+) -> None:
+    """Hold the canary where it is until `resume`."""
+    client = _client(ctx, namespace, context, kubeconfig, as_user)
+    client.pause(name)
+    typer.echo(f"paused {client.namespace}/{name}")
+
+
+def resume(
+    ctx: typer.Context,
+    name: NameArg,
+    namespace: NamespaceOpt = None,
+    context: ContextOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    as_user: AsOpt = None,
+) -> None:
+    """Let a paused canary go on."""
+    client = _client(ctx, namespace, context, kubeconfig, as_user)
+    client.resume(name)
+    typer.echo(f"resumed {client.namespace}/{name}")
+
+
+def undo(
+    ctx: typer.Context,
+    name: NameArg,
+    namespace: NamespaceOpt = None,
+    context: ContextOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    as_user: AsOpt = None,
+) -> None:
+    """Set spec.model back to the previous good revision's model (a spec change: it goes through a canary)."""
+    client = _client(ctx, namespace, context, kubeconfig, as_user)
+    typer.echo(f"undo {client.namespace}/{name}: {client.undo(name)}")
+
+
+for _target in (app, plugin_app):
+    _target.callback()(global_options)
+    _target.command()(deploy)
+    _target.command()(status)
+    _target.command(name="list")(list_deployments)
+    _target.command()(history)
+    _target.command()(promote)
+    _target.command()(abort)
+    _target.command()(retry)
+    _target.command()(pause)
+    _target.command()(resume)
+    _target.command()(undo)
+
+
+def main(target: typer.Typer = app, prog_name: str = "modeldeploy") -> None:
+    """The entry point: one line and an exit code for every expected error, never a traceback."""
     try:
-        custom = control.connect(context, kubeconfig)
-        message = work(custom, namespace or control.default_namespace(context, kubeconfig))
-    except control.ControlError as error:
+        target(prog_name=prog_name)
+    except RolloutExitError as outcome:
+        sys.exit(outcome.code)
+    except ModelDeployError as error:
         typer.secho(f"error: {error}", fg="red", err=True)
-        raise typer.Exit(1) from error
-    if message:
-        typer.echo(message)
+        sys.exit(error.exit_code)
+    except SystemExit as done:
+        # click's usage errors exit 2, which is the rollout's timeout here.
+        sys.exit(USAGE_ERROR if done.code == 2 else done.code)
 
 
-def _action_command(action: str) -> Callable[..., None]:
-    def command(
-        name: NameArg,
-        namespace: NamespaceOpt = None,
-        context: ContextOpt = None,
-        kubeconfig: KubeconfigOpt = None,
-        wait: WaitOpt = 30.0,
-    ) -> None:
-        _control(
-            namespace,
-            context,
-            kubeconfig,
-            lambda custom, ns: f"{action} {ns}/{name}: {control.request(custom, ns, name, action, wait)}",
-        )
-
-    return command
-
-
-def _pause_command(paused: bool) -> Callable[..., None]:
-    def command(
-        name: NameArg, namespace: NamespaceOpt = None, context: ContextOpt = None, kubeconfig: KubeconfigOpt = None
-    ) -> None:
-        def work(custom: Any, ns: str) -> str:
-            control.set_paused(custom, ns, name, paused)
-            return f"{'paused' if paused else 'resumed'} {ns}/{name}"
-
-        _control(namespace, context, kubeconfig, work)
-
-    return command
-
-
-def _register_controls(target: typer.Typer) -> None:
-    @target.command()
-    def promote(
-        name: NameArg,
-        full: Annotated[bool, typer.Option("--full", help="Skip every remaining step and promote now.")] = False,
-        namespace: NamespaceOpt = None,
-        context: ContextOpt = None,
-        kubeconfig: KubeconfigOpt = None,
-        wait: WaitOpt = 30.0,
-    ) -> None:
-        """Advance the canary by one step (past a pause), or promote it fully with --full."""
-        _action_command("promote-full" if full else "promote")(name, namespace, context, kubeconfig, wait)
-
-    target.command(
-        name="abort", help="Roll the canary back now; its revision is not retried until the spec changes or `retry`."
-    )(_action_command("abort"))
-    target.command(name="retry", help="Start a new canary of a rolled-back revision.")(_action_command("retry"))
-    target.command(name="pause", help="Hold the canary where it is until `resume`.")(_pause_command(True))
-    target.command(name="resume", help="Let a paused canary go on.")(_pause_command(False))
-
-    @target.command()
-    def undo(
-        name: NameArg, namespace: NamespaceOpt = None, context: ContextOpt = None, kubeconfig: KubeconfigOpt = None
-    ) -> None:
-        """Set spec.model back to the previous good revision's model (a spec change: it goes through a canary)."""
-        _control(
-            namespace, context, kubeconfig, lambda custom, ns: f"undo {ns}/{name}: {control.undo(custom, ns, name)}"
-        )
-
-    @target.command()
-    def status(
-        name: NameArg,
-        namespace: NamespaceOpt = None,
-        context: ContextOpt = None,
-        kubeconfig: KubeconfigOpt = None,
-        output: OutputOpt = None,
-        watch: Annotated[bool, typer.Option("--watch", "-w", help="Keep redrawing until interrupted.")] = False,
-    ) -> None:
-        """Stable and canary side by side, the canary's progress, conditions and the last rollback."""
-
-        def work(custom: Any, ns: str) -> str | None:
-            md = control.get(custom, ns, name)
-            if output:
-                return control.dump(md.get("status") or {}, output)
-            if not watch:
-                control.console.print(control.status_view(md))
-                return None
-            with Live(control.status_view(md), console=control.console, refresh_per_second=2) as live:
-                try:
-                    while True:
-                        time.sleep(1)
-                        live.update(control.status_view(control.get(custom, ns, name)))
-                except KeyboardInterrupt:
-                    return None
-
-        _control(namespace, context, kubeconfig, work)
-
-    @target.command()
-    def history(
-        name: NameArg,
-        namespace: NamespaceOpt = None,
-        context: ContextOpt = None,
-        kubeconfig: KubeconfigOpt = None,
-        output: OutputOpt = None,
-    ) -> None:
-        """Recent revisions: model version, outcome and times."""
-
-        def work(custom: Any, ns: str) -> str | None:
-            md = control.get(custom, ns, name)
-            if output:
-                return control.dump((md.get("status") or {}).get("history") or [], output)
-            control.console.print(control.history_table(md))
-            return None
-
-        _control(namespace, context, kubeconfig, work)
-
-
-_register_controls(app)
-_register_controls(plugin_app)
+def plugin_main() -> None:
+    main(plugin_app, "kubectl modeldeploy")

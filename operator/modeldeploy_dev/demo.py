@@ -15,7 +15,7 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
-from modeldeploy import control
+from modeldeploy import views
 from modeldeploy.core import crd
 from modeldeploy_dev.cluster import ClusterError, LocalCluster, bin_dir, build, cache_dir
 from modeldeploy_dev.dataplane import LoadGenerator, ModelServers, PrometheusServer
@@ -53,7 +53,7 @@ def render_view(md: dict[str, Any], pods: list[dict[str, Any]], title: str) -> P
             labels.get("modeldeploy.io/revision", "-"),
             pod.get("status", {}).get("phase", "-"),
         )
-    body = control.status_view(md) if md.get("status") else "waiting for the operator..."
+    body = views.status_view(md) if md.get("status") else "waiting for the operator..."
     return Panel(Group(body, pod_table), title=title)
 
 

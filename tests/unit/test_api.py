@@ -80,7 +80,7 @@ def test_validation_error_lists_every_problem() -> None:
 
 
 def test_undo_picks_the_newest_good_revision_that_is_not_serving() -> None:
-    from modeldeploy.control import previous_good
+    from modeldeploy.client import previous_good
 
     def entry(revision, outcome):
         return {"revision": revision, "outcome": outcome, "model": {"name": "m", "version": revision, "uri": "s3://x"}}

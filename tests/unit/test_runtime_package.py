@@ -23,7 +23,7 @@ def loaded_modules(*modules: str) -> set[str]:
 
 def test_the_cli_and_the_operator_load_no_development_code() -> None:
     # `modeldeploy run` imports the CLI, then the handlers (and through them the reconcile and the adapters).
-    loaded = loaded_modules("modeldeploy.cli", "modeldeploy.handlers")
+    loaded = loaded_modules("modeldeploy.cli", "modeldeploy.client", "modeldeploy.handlers")
     assert {"modeldeploy.cli", "modeldeploy.handlers", "modeldeploy.reconcile"} <= loaded
     development = sorted(m for m in loaded if m.split(".")[0] in DEVELOPMENT_ONLY)
     assert development == [], f"the runtime package loads development code: {development}"
@@ -35,6 +35,8 @@ def test_modeldeploy_has_only_the_runtime_commands() -> None:
     assert set(command.commands) == {
         "crd",
         "run",
+        "deploy",
+        "list",
         "promote",
         "abort",
         "retry",
@@ -44,6 +46,14 @@ def test_modeldeploy_has_only_the_runtime_commands() -> None:
         "status",
         "history",
     }
+
+
+def test_the_cli_starts_without_the_heavy_modules() -> None:
+    # `modeldeploy --version` and `--help` must start fast: the Kubernetes client, Kopf, pydantic and rich load
+    # only inside the commands that need them.
+    loaded = loaded_modules("modeldeploy.cli")
+    heavy = sorted(m for m in loaded if m.split(".")[0] in ("kubernetes", "kopf", "pydantic", "rich", "yaml"))
+    assert heavy == [], f"importing the CLI loads {heavy[:10]}"
 
 
 def test_modeldeploy_dev_has_the_cluster_and_demo_commands() -> None:

@@ -1,4 +1,4 @@
-"""The control views (control.py): what `status` and `history` show a person, cell by cell."""
+"""The views (views.py): what `status` and `history` show a person, cell by cell."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any, cast, get_args
 from rich.console import Console, Group
 from rich.table import Table
 
-from modeldeploy.control import OUTCOME_COLOURS, history_table, status_view
 from modeldeploy.core.api import Outcome
+from modeldeploy.views import OUTCOME_COLOURS, history_table, status_view
 
 
 def _text(renderable: Any) -> str:
