@@ -21,6 +21,7 @@ write alone, and Git never has to express them. The operator records each action
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -155,13 +156,13 @@ class Client:
         api_client: k8s.ApiClient | None = None,
     ) -> None:
         try:
-            self._api = api_client or config.new_client_from_config(config_file=kubeconfig, context=context)  # type: ignore[no-untyped-call]
+            self._api = api_client or _connect(context, kubeconfig)
         except (config.ConfigException, OSError, TypeError, ValueError) as error:
             raise ModelDeployError(f"cannot load the kubeconfig: {_one_line(str(error))}") from error
         # A stopped API server answers at once (connection refused); do not retry it three times.
         self._api.configuration.retries = 1
         if as_user:
-            self._api.set_default_header("Impersonate-User", as_user)
+            self._api.set_default_header("Impersonate-User", as_user)  # type: ignore[no-untyped-call]
         self.host = str(self._api.configuration.host)
         self.namespace = namespace or _kubeconfig_namespace(context, kubeconfig)
         self.custom = k8s.CustomObjectsApi(self._api)
@@ -228,7 +229,8 @@ class Client:
         body["metadata"] = {**metadata, "namespace": ns}
         name = str(metadata.get("name") or "")
         with self._errors(f"apply ModelDeployment {ns}/{name}"):
-            stored = self.custom.patch_namespaced_custom_object(
+            # Read the answer ourselves: the generated client drops the body of a 201 (the apply created it).
+            response = self.custom.patch_namespaced_custom_object(
                 api.GROUP,
                 api.VERSION,
                 ns,
@@ -239,7 +241,9 @@ class Client:
                 force=force_conflicts,
                 _content_type="application/apply-patch+yaml",
                 _request_timeout=REQUEST_TIMEOUT,
+                _preload_content=False,
             )
+            stored = json.loads(response.data)  # type: ignore[attr-defined]
         return _object(stored)
 
     def _merge_patch(self, name: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -385,7 +389,7 @@ class Client:
         selector = f"involvedObject.kind={api.KIND},involvedObject.name={name}"
         with self._errors(f"Events of {ns}/{name}"):
             found = self.core.list_namespaced_event(ns, field_selector=selector, _request_timeout=REQUEST_TIMEOUT)
-        items = [self._api.sanitize_for_serialization(e) for e in found.items]
+        items = [self._api.sanitize_for_serialization(e) for e in found.items]  # type: ignore[no-untyped-call]
         items.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
         return items[-limit:]
 
@@ -395,7 +399,7 @@ class Client:
             found = self.core.list_namespaced_pod(
                 ns, label_selector=f"{INSTANCE_LABEL}={name}", _request_timeout=REQUEST_TIMEOUT
             )
-        return [self._api.sanitize_for_serialization(p) for p in found.items]
+        return [self._api.sanitize_for_serialization(p) for p in found.items]  # type: ignore[no-untyped-call]
 
 
 def previous_good(md: dict[str, Any]) -> dict[str, Any] | None:
@@ -408,7 +412,25 @@ def previous_good(md: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def _connect(context: str | None, kubeconfig: str | None) -> k8s.ApiClient:
+    """The kubeconfig's cluster; in a pod without one (an Airflow, Argo or Kubeflow step), its ServiceAccount's."""
+    try:
+        found: k8s.ApiClient = config.new_client_from_config(config_file=kubeconfig, context=context)  # type: ignore[no-untyped-call]
+        return found
+    except config.ConfigException:
+        if kubeconfig or context or not os.environ.get("KUBERNETES_SERVICE_HOST"):
+            raise
+    configuration = k8s.Configuration()
+    config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    return k8s.ApiClient(configuration)
+
+
 def _kubeconfig_namespace(context: str | None, kubeconfig: str | None) -> str:
+    if not kubeconfig and not context and IN_CLUSTER_NAMESPACE.exists() and not _has_kubeconfig():
+        return IN_CLUSTER_NAMESPACE.read_text().strip() or "default"
     try:
         contexts, active = config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
         if context:
@@ -416,3 +438,8 @@ def _kubeconfig_namespace(context: str | None, kubeconfig: str | None) -> str:
         return str(active.get("context", {}).get("namespace") or "default")
     except (config.ConfigException, OSError):
         return "default"
+
+
+def _has_kubeconfig() -> bool:
+    paths = os.environ.get("KUBECONFIG", str(Path.home() / ".kube" / "config"))
+    return any(Path(p).exists() for p in paths.split(os.pathsep) if p)
