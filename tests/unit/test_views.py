@@ -104,3 +104,79 @@ def test_history_colours_every_outcome_and_shows_the_reason() -> None:
     table = history_table({"status": {"history": [entry, {**entry, "outcome": "RolledBack", "message": "p99"}]}})
     assert _row(table, 0) == ["r1", "9", "[green]Deployed[/]", "s", "f", "first revision"]
     assert _row(table, 1)[2:] == ["[red]RolledBack[/]", "s", "f", "p99"]
+
+
+def test_status_view_shows_the_time_left_in_a_timed_pause_and_pods_and_events() -> None:
+    from datetime import UTC, datetime
+
+    md = {
+        **MD,
+        "spec": {"rollout": {"steps": [{"setWeight": 20}, {"pause": {"duration": "5m"}}]}},
+        "status": {
+            **MD["status"],
+            "canary": {
+                **MD["status"]["canary"],
+                "stepIndex": 1,
+                "stepCount": 2,
+                "stepStartedAt": "2026-11-30T10:00:00Z",
+            },
+        },
+    }
+    now = datetime(2026, 11, 30, 10, 1, 30, tzinfo=UTC)
+    pod = {
+        "metadata": {
+            "name": "fraud-scorer-canary-abc",
+            "labels": {"modeldeploy.io/track": "canary", "modeldeploy.io/revision": "bbb222"},
+            "creationTimestamp": "2026-11-30T10:00:00Z",
+        },
+        "status": {"phase": "Running", "containerStatuses": [{"ready": True, "restartCount": 2}]},
+    }
+    event = {
+        "type": "Warning",
+        "reason": "AnalysisFailed",
+        "message": "p99 0.43 > 0.25",
+        "lastTimestamp": "2026-11-30T10:01:00Z",
+    }
+    text = _text(status_view(md, [event], [pod], now))
+    assert "step 2/2, pause 210s left" in text
+    assert "fraud-scorer-canary-abc" in text
+    assert "AnalysisFailed" in text
+    assert "p99 0.43 > 0.25" in text
+
+
+def test_the_default_steps_count_for_the_pause_left() -> None:
+    from datetime import UTC, datetime
+
+    from modeldeploy.views import pause_left
+
+    md = {
+        "spec": {},
+        "status": {"canary": {"phase": "Progressing", "stepIndex": 1, "stepStartedAt": "2026-11-30T10:00:00Z"}},
+    }
+    assert pause_left(md, datetime(2026, 11, 30, 10, 0, 10, tzinfo=UTC)) == 20  # the default pause is 30s
+    md["status"]["canary"]["stepIndex"] = 0
+    assert pause_left(md, datetime(2026, 11, 30, 10, 0, 10, tzinfo=UTC)) is None
+
+
+def test_list_is_one_row_per_object_and_wide_adds_columns() -> None:
+    from modeldeploy.views import list_table
+
+    table = list_table([MD], all_namespaces=True, wide=True)
+    headers = [str(c.header) for c in table.columns]
+    assert headers == [
+        "namespace",
+        "name",
+        "phase",
+        "stable",
+        "canary",
+        "weight",
+        "ready",
+        "age",
+        "revision",
+        "router",
+        "step",
+        "message",
+    ]
+    assert _row(table, 0)[:7] == ["risk", "fraud-scorer", "[white]Progressing[/]", "7", "8", "25%", "3/3"]
+    assert _row(table, 0)[8:11] == ["aaa111", "gatewayAPI", "3/4"]
+    assert str(list_table([MD], all_namespaces=False, wide=False).columns[0].header) == "name"
