@@ -86,6 +86,7 @@ class Deploying:
     finished_at: float | None = None
     code: int | None = None
     stdout: str = ""
+    stderr: str = ""
     result: RolloutResult | None = None
     error: BaseException | None = None
 
@@ -105,8 +106,8 @@ def deploy_in_background(
             stderr=subprocess.PIPE,
             text=True,
         )
-        out, _ = process.communicate()
-        state.finished_at, state.code, state.stdout = time.monotonic(), process.returncode, out
+        out, err = process.communicate()
+        state.finished_at, state.code, state.stdout, state.stderr = time.monotonic(), process.returncode, out, err
 
     def sdk() -> None:
         try:
