@@ -38,6 +38,18 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   echo "$wanted" > "$stamp"
 fi
 
+# The pipeline tools the examples are checked with (kfp needs kubernetes < 31: an environment of its own).
+PIPELINES=.venv-pipelines
+PIPELINES_LOCK=requirements/pipelines.lock
+pipelines_stamp="$PIPELINES/.modeldeploy-installed"
+pipelines_wanted=$(sha256sum "$PIPELINES_LOCK" | cut -d' ' -f1)
+if [ "$(cat "$pipelines_stamp" 2>/dev/null)" != "$pipelines_wanted" ]; then
+  echo "installing the pipeline tools into $PIPELINES (pinned by $PIPELINES_LOCK)"
+  [ -x "$PIPELINES/bin/python" ] || python3 -m venv "$PIPELINES"
+  "$PIPELINES/bin/python" -m pip install --quiet --disable-pip-version-check -r "$PIPELINES_LOCK"
+  echo "$pipelines_wanted" > "$pipelines_stamp"
+fi
+
 [ "${1:-}" = "--python-only" ] && exit 0
 
 if ! command -v prometheus >/dev/null 2>&1; then

@@ -4,11 +4,11 @@ The component runs in the modeldeploy image and uses the SDK: it applies the Mod
 the pipeline produced and waits for the outcome; the step fails (exit 1 rolled back, 2 timed out, 3 invalid spec)
 unless the canary was promoted. The pipeline's ServiceAccount needs get and patch on modeldeployments.
 
+No `from __future__ import annotations` here: KFP reads the parameter types at run time.
+
 Compile: python ship_model_pipeline.py ship_model_pipeline.yaml   (needs `pip install kfp`; the modeldeploy
 package itself is not needed where the pipeline is compiled).
 """
-
-from __future__ import annotations
 
 import sys
 

@@ -181,6 +181,10 @@ def test_deploy_wait_exits_with_the_analysis_outcome(
     assert deploying.code == code, deploying.stdout
     reason = deploying.stdout if via == "cli" else str(deploying.result)
     assert said in reason
+    if via == "cli":
+        assert f"{namespace}/{NAME} Progressing: canary revision {canary['revision']}" in deploying.stderr, (
+            "plain progress lines when not on a terminal"
+        )
     assert f"revision {canary['revision']} (version 2)" in reason
     if via == "cli" and visible_at is not None:
         assert deploying.finished_at is not None

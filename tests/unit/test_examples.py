@@ -4,6 +4,8 @@ the Kubeflow pipeline are well-formed (see tests/e2e/test_pipeline.py for the SD
 from __future__ import annotations
 
 import importlib.util
+import json
+import subprocess
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -83,3 +85,39 @@ def test_the_argo_workflow_runs_deploy_wait_on_a_modeldeployment() -> None:
     manifest = yaml.safe_load(template["inputs"]["artifacts"][0]["raw"]["data"])
     assert manifest["kind"] == "ModelDeployment"
     assert manifest["spec"]["model"]["version"] == "{{inputs.parameters.version}}"
+
+
+PIPELINE_TOOLS = Path(__file__).resolve().parents[2] / ".venv-pipelines" / "bin" / "python"
+
+
+def check_with_pipeline_tools(*paths: Path) -> dict[str, Any]:
+    """hack/check_pipeline_examples.py in .venv-pipelines (hack/install-deps.sh makes it): kfp and hera."""
+    assert PIPELINE_TOOLS.exists(), "the pipeline tools are missing: run bash hack/install-deps.sh --python-only"
+    script = Path(__file__).resolve().parents[2] / "hack" / "check_pipeline_examples.py"
+    result = subprocess.run(
+        [str(PIPELINE_TOOLS), str(script), *map(str, paths)], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_the_argo_workflow_fits_the_workflow_schema_and_the_kfp_pipeline_compiles(tmp_path: Path) -> None:
+    checked = check_with_pipeline_tools()
+    assert checked["argo_errors"] == []
+    compiled = checked["kfp"]
+    assert compiled["pipelineInfo"]["name"] == "ship-fraud-scorer"
+    (executor,) = compiled["deploymentSpec"]["executors"].values()
+    container = executor["container"]
+    assert container["image"].startswith("ghcr.io/modeldeploy/modeldeploy:")
+    assert container["command"][:2] == ["python", "-c"]
+    assert "Client().deploy(manifest" in container["command"][2]
+    assert container["args"][1] == "{{$.inputs.parameters['model_version']}}"
+
+    # The schema check has teeth: a misspelt field and a wrong type are both refused.
+    workflow = yaml.safe_load((EXAMPLES / "argo" / "deploy-model-workflow.yaml").read_text())
+    template = workflow["spec"]["templates"][1]
+    template["contaner"] = template.pop("container")
+    template["activeDeadlineSeconds"] = []
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(workflow))
+    errors = check_with_pipeline_tools(tmp_path / "bad.yaml")["argo_errors"]
+    assert len(errors) >= 1
