@@ -330,10 +330,10 @@ class Client:
         deadline = time.monotonic() + wait
         while True:
             last = (self.get(name, ns).get("status") or {}).get("lastAction") or {}
-            if last.get("id") == action_id and last.get("result"):
+            if last.get("id") == action_id:
                 if last.get("action") == "invalid":
-                    raise ModelDeployError(f"{action} {ns}/{name}: the operator refused it: {last['result']}")
-                return str(last["result"])
+                    raise ModelDeployError(f"{action} {ns}/{name}: the operator refused it: {last.get('result')}")
+                return str(last.get("result") or "done")
             if time.monotonic() >= deadline:
                 raise NoAnswerError(
                     f"{action} {ns}/{name}: requested, but the operator has not answered within {wait:g}s "
