@@ -64,9 +64,7 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> type[FakeClient]:
 
 def run(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
     monkeypatch.setattr(sys, "argv", ["modeldeploy", *args])
-    with pytest.raises(SystemExit) as done:
-        cli.main()
-    return int(done.value.code or 0)
+    return cli.run_cli()
 
 
 def test_version(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
