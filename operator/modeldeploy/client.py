@@ -275,7 +275,7 @@ class Client:
         """Waits for the outcome of `generation` (by default the current one): Succeeded (promoted, or nothing to
         roll out), RolledBack (by analysis, a deadline or abort), InvalidSpec, Stalled, or TimedOut. A status
         written for an earlier generation is never taken as the outcome. With `check`, RolloutFailedError unless it
-        succeeded. `on_change` sees every new version of the object (for a live view)."""
+        succeeded. `on_change` sees the object at every poll (for a live view)."""
         ns = self._ns(namespace)
         started = time.monotonic()
         deadline = started + timeout
@@ -290,10 +290,10 @@ class Client:
                 unreachable = error
             if generation is None and obj:
                 generation = int(obj["metadata"].get("generation") or 0)
+            if obj and on_change is not None:
+                on_change(obj)
             if obj and obj["metadata"].get("resourceVersion") != seen_version:
                 seen_version = obj["metadata"].get("resourceVersion")
-                if on_change is not None:
-                    on_change(obj)
                 found = verdict(obj, generation)
                 if found is not None:
                     result = RolloutResult(name, ns, found.outcome, found.reason, time.monotonic() - started, obj)
