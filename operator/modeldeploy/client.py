@@ -183,8 +183,11 @@ class Client:
             if error.status == 403:
                 raise ForbiddenError(f"forbidden: {message}") from error
             if error.status == 404:
-                if name is not None and _details_name(error) == name:
+                missing = _details_name(error)
+                if missing is not None and missing == name:
                     raise NotFoundError(f"{what}: not found") from error
+                if missing is not None:  # e.g. the namespace
+                    raise NotFoundError(f"{what}: {message}") from error
                 raise CRDNotInstalledError(
                     f"the ModelDeployment CRD ({api.PLURAL}.{api.GROUP}/{api.VERSION}) is not installed in the "
                     f"cluster at {self.host}; install it with `modeldeploy crd | kubectl apply --server-side -f -`"

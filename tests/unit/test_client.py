@@ -84,6 +84,13 @@ def api_error(status: int, body: dict[str, Any] | None = None, reason: str = "")
             "ModelDeployment risk/fraud: not found",
         ),
         (
+            api_error(
+                404, {"message": 'namespaces "risk" not found', "details": {"name": "risk", "kind": "namespaces"}}
+            ),
+            NotFoundError,
+            'ModelDeployment risk/fraud: namespaces "risk" not found',
+        ),
+        (
             api_error(403, {"message": 'modeldeployments "fraud" is forbidden: User "v" cannot get\nresource'}),
             ForbiddenError,
             'forbidden: modeldeployments "fraud" is forbidden: User "v" cannot get resource',
