@@ -27,6 +27,7 @@ from modeldeploy_dev.testing import Cluster, Operator, model_version, modeldeplo
 
 pytestmark = pytest.mark.e2e
 NAME = "fraud"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 METRICS = [
     {"name": "success-rate", "builtin": "successRate", "window": "10s", "min": 0.95},
     {"name": "p99-latency", "builtin": "latencyP99", "window": "10s", "max": 0.2},
@@ -282,6 +283,21 @@ def test_a_user_with_only_view_rights_gets_one_line(
     assert listed.returncode in (0, 4)
     if listed.returncode:
         assert one_line_error(listed).startswith("error: forbidden: ")
+
+    # The Role the examples give a pipeline step is enough to deploy, wait and look.
+    rbac = list(yaml.safe_load_all((EXAMPLES / "argo" / "model-shipper-rbac.yaml").read_text()))
+    for obj in rbac:
+        obj["metadata"]["namespace"] = namespace
+        for subject in obj.get("subjects") or []:
+            subject["namespace"] = namespace
+    assert cluster.apply(rbac).returncode == 0
+    shipper = f"system:serviceaccount:{namespace}:model-shipper"
+    shipped = run(cluster.kubeconfig, "--as", shipper, "-n", namespace, "deploy", "-f", str(manifest), "--wait")
+    assert shipped.returncode == 0, shipped.stdout + shipped.stderr
+    shown = run(cluster.kubeconfig, "--as", shipper, "-n", namespace, "status", NAME)
+    assert shown.returncode == 0, shown.stderr
+    assert "pods" in shown.stdout
+    assert "recent events" in shown.stdout
 
 
 def test_no_crd_no_operator_and_a_stopped_api_server(binaries: Path, tmp_path: Path) -> None:
