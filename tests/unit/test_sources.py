@@ -100,6 +100,7 @@ def test_an_alias_is_pinned_and_the_pods_get_the_pinned_version(world: Any) -> N
         "uri": "s3://mlflow/artifacts/7",
         "source": ALIAS_URI,
         "runId": "run-7",
+        "image": "ghcr.io/modeldeploy/modelserver:0.1.0",
     }
     assert registry.calls == ["resolve champion"], "the registry is asked again only when the poll is due"
 

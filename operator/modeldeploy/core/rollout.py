@@ -41,10 +41,13 @@ RECHECK_SECONDS = 30.0
 class Action:
     name: ActionName
     id: str
+    by: str | None = None
+    """Who asked, as the client said: for the record, not for authorization (RBAC decided who may annotate)."""
 
 
 def parse_action(value: str) -> Action:
-    """The action annotation, `{"action": "promote", "id": "..."}`; ValueError says what is wrong with it."""
+    """The action annotation, `{"action": "promote", "id": "...", "by": "..."}` (`by` optional); ValueError says
+    what is wrong with it."""
     try:
         body = json.loads(value)
         name, action_id = body["action"], str(body["id"])
@@ -52,7 +55,8 @@ def parse_action(value: str) -> Action:
         raise ValueError(f"the action annotation is not JSON with 'action' and 'id': {value[:100]!r}") from error
     if name not in ACTIONS:
         raise ValueError(f"unknown action {name!r} in the action annotation; use one of {', '.join(ACTIONS)}")
-    return Action(name=name, id=action_id)
+    by = body.get("by")
+    return Action(name=name, id=action_id, by=by[:253] if isinstance(by, str) and by else None)
 
 
 @dataclass(frozen=True)
@@ -176,7 +180,9 @@ class _Machine:
     def run(self) -> Decision:
         action = self.obs.action
         if action is not None:
-            self.update(last_action=ActionStatus(action=action.name, id=action.id, at=self.stamp, result=""))
+            self.update(
+                last_action=ActionStatus(action=action.name, id=action.id, at=self.stamp, result="", by=action.by)
+            )
         if self.status.rejected_revision not in (None, self.target):
             self.update(rejected_revision=None)  # the spec changed: the old rejection no longer applies
         if action is not None and action.name == "retry":
@@ -231,6 +237,8 @@ class _Machine:
     def _answer(self, action: Action | None, result: str) -> None:
         if action is not None and self.status.last_action and not self.status.last_action.result:
             self.update(last_action=self.status.last_action.model_copy(update={"result": result}))
+            # status keeps the last action only; the Event records each one, and who asked, for the audit report.
+            self.event("Normal", "ActionHandled", f"{action.name} by {action.by or 'an unnamed client'}: {result}")
 
     def _retry(self) -> None:
         if self.status.rejected_revision == self.target:

@@ -37,6 +37,7 @@ class ServedModel(ApiModel):
     digest: str | None = Field(
         default=None, description="sha256 of the artifact: the spec's pin, or what the pods' fetch step reported."
     )
+    image: str | None = Field(default=None, description="The serving container's image.")
 
 
 class SourceStatus(ApiModel):
@@ -136,6 +137,7 @@ class ActionStatus(ApiModel):
     id: str
     at: Time
     result: str
+    by: str | None = Field(default=None, description="Who asked, as the client said (the kubectl plugin sends it).")
 
 
 class ModelDeploymentStatus(ApiModel):
