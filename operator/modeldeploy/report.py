@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -28,7 +28,7 @@ from modeldeploy.adapters.audit import QueryError, RangeReader, read_events
 from modeldeploy.adapters.kube import Kube
 from modeldeploy.adapters.providers import Context, ProviderError
 from modeldeploy.core import report as model
-from modeldeploy.core.analysis import MetricQuery, queries
+from modeldeploy.core.analysis import MetricQuery, queries, render_query
 from modeldeploy.core.api import ModelDeploymentSpec, ModelDeploymentStatus, PrometheusSource
 from modeldeploy.core.presets import SpecError
 from modeldeploy.core.templates import Template, resolve
@@ -101,7 +101,7 @@ def write_report(
         events = []
         notes.append(f"The Events could not be read ({_reason(error)}): the timeline shows what status records.")
     notes.extend(model.notes_for(rollout, events, now))
-    entries = model.timeline(rollout, status, events, window)
+    entries = model.timeline(rollout, status, events, now)
     metrics, metric_notes = _metrics(kube, md, namespace, name, rollout, status, window, prometheus_url)
     report = model.Report(
         namespace=namespace,
@@ -165,6 +165,12 @@ def _metrics(
     context = Context(namespace, name, kube)
     try:
         for query in planned:
+            if query.stable is None and rollout.stable_revision and query.provider == "prometheus":
+                # The analysis asks the stable track only for relative bounds; the report shows it for every metric.
+                stable_query = render_query(
+                    query.metric, spec.runtime.preset, namespace, name, rollout.stable_revision, "stable"
+                )
+                query = replace(query, stable=stable_query)
             canary, stable, note = _read(query, window, context, readers, prometheus_url)
             series.append(model.metric_series(query, canary, stable, rollout, status, window, note))
     finally:
@@ -236,7 +242,8 @@ def _plot(metric: model.MetricSeries, report: model.Report) -> bytes:
         if metric.stable:
             axes.plot(*line(metric.stable), color="#1565c0", label="stable", linewidth=1.6)
         if metric.canary:
-            axes.plot(*line(metric.canary), color="#ef6c00", label="canary", linewidth=1.6)
+            label = "PSI, canary against stable" if metric.kind == "histogram" else "canary"
+            axes.plot(*line(metric.canary), color="#ef6c00", label=label, linewidth=1.6)
         for label, points in metric.bounds:
             axes.plot(*line(points), color="#c62828", linestyle="--", linewidth=1.2, label=f"bound: {label}")
         for result, colour in COLOURS.items():
@@ -244,7 +251,8 @@ def _plot(metric: model.MetricSeries, report: model.Report) -> bytes:
             if shown:
                 xs, ys = line(shown)
                 axes.scatter(xs, ys, color=colour, zorder=5, s=36, label=f"measured: {result}")
-        for point in report.decisions:
+        span = report.window.end - report.window.start
+        for point in model.grouped(report.decisions, span / 40):
             colour = "#c62828" if point.severity == "warning" else "#555555"
             axes.axvline(x(point.at), color=colour, linestyle=":", linewidth=1)
             axes.annotate(
@@ -256,6 +264,7 @@ def _plot(metric: model.MetricSeries, report: model.Report) -> bytes:
                 va="top",
                 ha="right",
                 color=colour,
+                bbox={"facecolor": "white", "alpha": 0.7, "edgecolor": "none", "pad": 1},
             )
         axes.set_xlim(x(window.start), x(window.end))
         axes.xaxis.set_major_formatter(dates.DateFormatter("%H:%M:%S", tz=UTC))  # type: ignore[no-untyped-call]

@@ -108,6 +108,8 @@ class MetricSeries:
     ticks: list[Tick]
     note: str | None = None
     """Why a series is missing (not PromQL, Prometheus unreachable, no data)."""
+    kind: Literal["scalar", "histogram"] = "scalar"
+    """histogram: `canary` is the drift (PSI) of the canary against stable, and `stable` is empty."""
 
 
 @dataclass(frozen=True)
@@ -196,11 +198,29 @@ def window_of(rollout: Rollout, now: datetime) -> Window:
 OUTCOME_EVENTS = {"Promoted", "RolledBack", "Aborted", "Superseded"}
 
 
+# Events carry whole seconds: within one second, the order in which the operator writes them.
+ORDER = {
+    "CanaryStarted": 0,
+    "Retried": 0,
+    "ActionHandled": 1,
+    "WeightChanged": 2,
+    "AnalysisNoData": 3,
+    "AnalysisError": 3,
+    "AnalysisFailed": 3,
+    "PromotionStarted": 5,
+}
+LATE = 6
+"""Outcomes, and anything not named above, come last within their second."""
+EVENT_SLACK = timedelta(seconds=2)
+"""Events are stamped in whole seconds, and a few may be written just after the status that ends the rollout."""
+
+
 def timeline(
-    rollout: Rollout, status: ModelDeploymentStatus, events: Sequence[EventRecord], window: Window
+    rollout: Rollout, status: ModelDeploymentStatus, events: Sequence[EventRecord], now: datetime
 ) -> list[TimelineEntry]:
-    """What happened in the window, oldest first: the Events still kept, and from status what they no longer
+    """What happened during the rollout, oldest first: the Events still kept, and from status what they no longer
     show (the start, the measurements, the last manual action, the outcome)."""
+    start, end = rollout.started_at - EVENT_SLACK, (rollout.finished_at or now) + EVENT_SLACK
     entries = [
         TimelineEntry(
             at=e.at,
@@ -210,7 +230,7 @@ def timeline(
             severity="warning" if e.type == "Warning" else "normal",
         )
         for e in events
-        if window.start <= e.at <= window.end
+        if start <= e.at <= end
     ]
     reasons = {e.what for e in entries}
     if "CanaryStarted" not in reasons:
@@ -230,7 +250,7 @@ def timeline(
     action = status.last_action
     if action is not None and "ActionHandled" not in reasons:
         at = parse_time(action.at)
-        if window.start <= at <= window.end:
+        if start <= at <= end:
             entries.append(
                 TimelineEntry(
                     at,
@@ -251,7 +271,8 @@ def timeline(
                 "status",
             )
         )
-    return sorted(entries, key=lambda e: e.at)
+    measured = ORDER["AnalysisFailed"]
+    return sorted(entries, key=lambda e: (e.at, measured if e.what.startswith("Measured") else ORDER.get(e.what, LATE)))
 
 
 @dataclass(frozen=True)
@@ -300,6 +321,25 @@ def decisions(entries: Sequence[TimelineEntry]) -> list[DecisionPoint]:
         DecisionPoint(e.at, e.what, e.severity)
         for e in entries
         if e.what in DECISION_REASONS or e.what.startswith("Manual action")
+    ]
+
+
+def grouped(points: Sequence[DecisionPoint], within: timedelta) -> list[DecisionPoint]:
+    """Decision points this close together as one, labels joined (so that a plot's labels do not overlap); a
+    warning among them makes the group a warning."""
+    groups: list[list[DecisionPoint]] = []
+    for point in sorted(points, key=lambda p: p.at):
+        if groups and point.at - groups[-1][0].at <= within:
+            groups[-1].append(point)
+        else:
+            groups.append([point])
+    return [
+        DecisionPoint(
+            group[0].at,
+            " / ".join(dict.fromkeys(p.label for p in group)),
+            "warning" if any(p.severity == "warning" for p in group) else "normal",
+        )
+        for group in groups
     ]
 
 
@@ -390,6 +430,7 @@ def metric_series(
         bounds=bound_lines(metric, stable, window),
         ticks=metric_ticks(metric.name, rollout, status),
         note=note,
+        kind=query.kind,
     )
 
 
