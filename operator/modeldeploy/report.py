@@ -245,7 +245,9 @@ def _plot(metric: model.MetricSeries, report: model.Report) -> bytes:
             label = "PSI, canary against stable" if metric.kind == "histogram" else "canary"
             axes.plot(*line(metric.canary), color="#ef6c00", label=label, linewidth=1.6)
         for label, points in metric.bounds:
-            axes.plot(*line(points), color="#c62828", linestyle="--", linewidth=1.2, label=f"bound: {label}")
+            fixed = label.startswith(("min", "max"))
+            style = "--" if fixed else "-."
+            axes.plot(*line(points), color="#c62828", linestyle=style, linewidth=1.2, label=f"bound: {label}")
         for result, colour in COLOURS.items():
             shown = [(t.at, t.value) for t in metric.ticks if t.result == result and t.value is not None]
             if shown:
@@ -271,7 +273,17 @@ def _plot(metric: model.MetricSeries, report: model.Report) -> bytes:
         axes.set_xlabel("time (UTC)")
         axes.set_title(f"{metric.name}: {metric.bound or 'no bound'}", fontsize=11)
         if metric.note:
-            axes.text(0.5, 0.5, metric.note, transform=axes.transAxes, ha="center", va="center", fontsize=9, wrap=True)
+            axes.text(
+                0.5,
+                0.5,
+                metric.note,
+                transform=axes.transAxes,
+                ha="center",
+                va="center",
+                fontsize=9,
+                wrap=True,
+                bbox={"facecolor": "#fff8e1", "edgecolor": "#f9a825"},
+            )
         axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
         axes.grid(alpha=0.3)
         figure.tight_layout()

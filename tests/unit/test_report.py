@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from modeldeploy.core.api import (
     RevisionStatus,
     ServedModel,
 )
-from modeldeploy.report import ReportError, _write, check_output
+from modeldeploy.report import ReportError, _write, check_output, write_report
 
 T0 = datetime(2026, 11, 30, 12, 0, 0, tzinfo=UTC)
 LATER = T0 + timedelta(hours=2)
@@ -338,3 +339,12 @@ def test_the_page_escapes_what_comes_from_the_cluster_and_embeds_its_plots(tmp_p
 def test_an_output_that_is_not_html_is_refused(name: str) -> None:
     with pytest.raises(ReportError, match="unknown output extension"):
         check_output(Path(name))
+
+
+def test_without_the_report_extra_the_error_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
+    with pytest.raises(ReportError, match=r"needs matplotlib and jinja2: pip install 'modeldeploy\[report\]'"):
+        write_report("ns", "fraud", None, tmp_path / "r.html", None, None, None)
+    assert not list(tmp_path.iterdir())
