@@ -100,8 +100,8 @@ def write_report(
     except (ApiException, OSError) as error:
         events = []
         notes.append(f"The Events could not be read ({_reason(error)}): the timeline shows what status records.")
-    notes.extend(model.notes_for(rollout, events, now))
     entries = model.timeline(rollout, status, events, now)
+    notes.extend(model.notes_for(rollout, entries, now))
     metrics, metric_notes = _metrics(kube, md, namespace, name, rollout, status, window, prometheus_url)
     report = model.Report(
         namespace=namespace,

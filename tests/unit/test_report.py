@@ -185,8 +185,10 @@ def test_once_events_are_gone_status_still_gives_start_measurements_action_and_o
         ("RolledBack", "operator"),
     ]
     assert entries[-1].detail == "success-rate 0.5 < 0.95"
-    assert model.notes_for(rollout, [], T0 + timedelta(hours=2)), "the report says why the Events are missing"
-    assert model.notes_for(rollout, [], T0 + timedelta(minutes=5)) == []
+    assert model.notes_for(rollout, entries, LATER), "the report says why the Events are missing"
+    assert model.notes_for(rollout, entries, T0 + timedelta(minutes=5)) == [], "not expired yet: none were written"
+    kept = model.timeline(rollout, ROLLED_BACK, [event(60, "RolledBack", "Rolled back")], LATER)
+    assert model.notes_for(rollout, kept, LATER) == []
 
 
 def test_an_action_by_an_unnamed_client_says_so() -> None:

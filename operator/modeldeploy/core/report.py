@@ -20,6 +20,7 @@ from modeldeploy.core.analysis import MetricQuery, Raw, evaluate, overall, psi
 from modeldeploy.core.api import (
     AnalysisMetric,
     HistoryEntry,
+    MeasurementResult,
     ModelDeploymentStatus,
     ServedModel,
 )
@@ -276,27 +277,29 @@ def timeline(
 
 
 @dataclass(frozen=True)
-class _TickSummary:
+class TickSummary:
+    """One analysis tick across its metrics: the overall result, and what each metric measured."""
+
     at: datetime
     label: str
     detail: str
     severity: Literal["normal", "warning"]
 
 
-def ticks_of(rollout: Rollout, status: ModelDeploymentStatus) -> list[_TickSummary]:
+def ticks_of(rollout: Rollout, status: ModelDeploymentStatus) -> list[TickSummary]:
     """The analysis ticks status still holds for this rollout (its last few), each with its overall result."""
     analysis = status.analysis
     if analysis is None or analysis.revision != rollout.revision:
         return []
-    by_time: dict[str, list[tuple[str, str, str]]] = {}
+    by_time: dict[str, list[tuple[str, MeasurementResult, str]]] = {}
     for metric in analysis.metrics:
         for m in metric.measurements:
             by_time.setdefault(m.at, []).append((metric.name, m.result, m.message))
     out = []
     for at, results in sorted(by_time.items(), key=lambda item: parse_time(item[0])):
-        tick = overall([r for _, r, _ in results])  # type: ignore[misc]
+        tick = overall([r for _, r, _ in results])
         detail = "; ".join(f"{name} {result}: {message}" for name, result, message in results)
-        out.append(_TickSummary(parse_time(at), tick, detail, "warning" if tick == "Failed" else "normal"))
+        out.append(TickSummary(parse_time(at), tick, detail, "warning" if tick == "Failed" else "normal"))
     return out
 
 
@@ -451,9 +454,10 @@ def lineage(model: ServedModel) -> list[tuple[str, str]]:
     ]
 
 
-def notes_for(rollout: Rollout, events: Sequence[EventRecord], now: datetime) -> list[str]:
+def notes_for(rollout: Rollout, entries: Sequence[TimelineEntry], now: datetime) -> list[str]:
+    """What the reader should know about the timeline: Events that have expired."""
     notes = []
-    if now - rollout.started_at > EVENT_TTL and not events:
+    if now - rollout.started_at > EVENT_TTL and not any(e.from_ == "Event" for e in entries):
         notes.append(
             "No Events of this rollout are left (the API server keeps them for an hour by default): the timeline "
             "shows what status records (start, the last measurements, the last manual action, the outcome)."
