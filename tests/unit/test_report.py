@@ -7,8 +7,11 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 
+from modeldeploy.adapters.audit import QueryError, RangeReader
+from modeldeploy.adapters.providers import Context
 from modeldeploy.core import report as model
 from modeldeploy.core.analysis import queries
 from modeldeploy.core.api import (
@@ -21,6 +24,7 @@ from modeldeploy.core.api import (
     Measurement,
     MetricMeasurements,
     ModelDeploymentStatus,
+    PrometheusSource,
     RevisionStatus,
     ServedModel,
 )
@@ -350,3 +354,70 @@ def test_without_the_report_extra_the_error_says_what_to_install(
     with pytest.raises(ReportError, match=r"needs matplotlib and jinja2: pip install 'modeldeploy\[report\]'"):
         write_report("ns", "fraud", None, tmp_path / "r.html", None, None, None)
     assert not list(tmp_path.iterdir())
+
+
+# -- range queries against Prometheus (httpx.MockTransport) -------------------------------------------------
+
+
+class NoSecrets:
+    def read_secret(self, namespace: str, name: str) -> dict[str, str]:
+        raise AssertionError("no Secret is read for a source without credentials")
+
+    def read_config_map(self, namespace: str, name: str) -> dict[str, str]:
+        raise AssertionError("no ConfigMap is read for a source without a CA bundle")
+
+
+def reader(answer: object, seen: list[httpx.Request] | None = None) -> RangeReader:
+    def handle(request: httpx.Request) -> httpx.Response:
+        (seen if seen is not None else []).append(request)
+        if isinstance(answer, Exception):
+            raise answer
+        if isinstance(answer, httpx.Response):
+            return answer
+        return httpx.Response(200, json=answer)
+
+    source = PrometheusSource(address="http://prometheus:9090", headers=[{"name": "X-Scope-OrgID", "value": "risk"}])
+    return RangeReader(source, Context("risk", "fraud", NoSecrets()), httpx.MockTransport(handle))
+
+
+def matrix(*series: tuple[dict[str, str], list[list[object]]]) -> dict[str, object]:
+    result = [{"metric": labels, "values": values} for labels, values in series]
+    return {"status": "success", "data": {"resultType": "matrix", "result": result}}
+
+
+def test_a_range_query_asks_over_the_window_with_the_sources_headers() -> None:
+    seen: list[httpx.Request] = []
+    t = T0.timestamp()
+    values = reader(matrix(({}, [[t, "0.5"], [t + 1, "NaN"], [t + 2, "oops"]])), seen).scalar("up", window_of())
+    assert values[0] == (t, 0.5)
+    assert math.isnan(values[1][1])
+    assert len(values) == 2, "a sample that is not a number is left out"
+    [request] = seen
+    assert request.url.path == "/api/v1/query_range"
+    assert request.url.params["query"] == "up"
+    assert request.url.params["step"] == "1s"
+    assert float(request.url.params["start"]) == (T0 - timedelta(seconds=10)).timestamp()
+    assert request.headers["X-Scope-OrgID"] == "risk"
+
+
+def test_histogram_buckets_over_the_window_by_bound() -> None:
+    t = T0.timestamp()
+    answer = matrix(({"le": "0.5"}, [[t, "3"]]), ({"le": "+Inf"}, [[t, "10"]]), ({}, [[t, "1"]]))
+    assert reader(answer).histogram("q", window_of()) == {0.5: [(t, 3.0)], math.inf: [(t, 10.0)]}
+
+
+@pytest.mark.parametrize(
+    ("answer", "says"),
+    [
+        (httpx.ConnectError("refused"), "Prometheus at http://prometheus:9090 unreachable: ConnectError"),
+        ({"status": "error", "errorType": "bad_data", "error": "parse error"}, "refused the range query: parse error"),
+        (httpx.Response(502, text="<html>bad gateway</html>"), "HTTP 502 without JSON"),
+        ({"status": "success", "data": {"resultType": "vector", "result": []}}, "without a matrix"),
+        (matrix(({"a": "1"}, []), ({"a": "2"}, [])), "returned 2 series; aggregate it to one"),
+        ({"status": "success", "data": {"resultType": "matrix", "result": [{"metric": {}}]}}, "has no values"),
+    ],
+    ids=["unreachable", "refused", "not-json", "not-a-matrix", "two-series", "no-values"],
+)
+def test_every_bad_answer_is_a_query_error_that_says_what_came_back(answer: object, says: str) -> None:
+    with pytest.raises(QueryError, match=says):
+        reader(answer).scalar("q", window_of())

@@ -13,6 +13,7 @@ import math
 from datetime import datetime
 from typing import Any
 
+import httpx
 from kubernetes import client
 
 from modeldeploy.adapters.providers.base import Context, Deadline, DeadlineExceededError, ProviderError, fetch
@@ -60,10 +61,13 @@ def read_events(core: client.CoreV1Api, namespace: str, name: str, uid: str | No
 class RangeReader:
     """Range queries against one Prometheus source."""
 
-    def __init__(self, source: PrometheusSource, context: Context) -> None:
-        """ProviderError when the source's credentials or CA bundle cannot be read."""
+    def __init__(
+        self, source: PrometheusSource, context: Context, transport: httpx.BaseTransport | None = None
+    ) -> None:
+        """ProviderError when the source's credentials or CA bundle cannot be read; `transport` replaces the
+        network in tests."""
         self.source = source
-        self.provider = PrometheusProvider.build(source, context)
+        self.provider = PrometheusProvider.build(source, context, transport)
 
     def close(self) -> None:
         self.provider.close()
@@ -81,13 +85,14 @@ class RangeReader:
                 response = fetch(self.provider.client, "POST", "/api/v1/query_range", deadline, data=params)
             else:
                 response = fetch(self.provider.client, "GET", "/api/v1/query_range", deadline, params=params)
-            body = response.json()
         except (ProviderError, DeadlineExceededError) as error:
             raise QueryError(str(error)) from error
-        except ValueError as error:
-            raise QueryError(f"Prometheus answered HTTP {response.status_code} without JSON") from error
-        except Exception as error:  # httpx.HTTPError and the like: the server cannot be reached
+        except httpx.HTTPError as error:
             raise QueryError(f"Prometheus at {self.source.address} unreachable: {type(error).__name__}") from error
+        try:
+            body = response.json()
+        except (ValueError, RecursionError) as error:
+            raise QueryError(f"Prometheus answered HTTP {response.status_code} without JSON") from error
         if not isinstance(body, dict) or body.get("status") != "success":
             detail = str(body.get("error"))[:300] if isinstance(body, dict) else "not an API response"
             raise QueryError(f"Prometheus refused the range query: {detail}")
