@@ -15,9 +15,9 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from modeldeploy.adapters import metrics, providers
+from modeldeploy.adapters.background import InlineRunner, Runner
 from modeldeploy.adapters.kube import KubeApi
-from modeldeploy.adapters.providers.runner import InlineRunner, Runner
-from modeldeploy.core.analysis import evaluate, queries
+from modeldeploy.core.analysis import Raw, evaluate, queries
 from modeldeploy.core.api import (
     ActionStatus,
     HistoryEntry,
@@ -105,12 +105,12 @@ class Reconciler:
         kube: KubeApi,
         sources: SourceResolver | None = None,
         owns: Callable[[str], bool] | None = None,
-        runner: Runner | None = None,
+        runner: Runner[list[Raw]] | None = None,
     ) -> None:
         self.kube = kube
         self.sources = sources or SourceResolver(kube)
-        self.runner: Runner = runner or InlineRunner()
-        """Where analysis ticks run: inline by default; the operator gives a `MeasurementRunner` (own threads)."""
+        self.runner: Runner[list[Raw]] = runner or InlineRunner()
+        """Where analysis ticks run: inline by default; the operator gives a `BackgroundRunner` (own threads)."""
         self.children = ChildMemory()
         """The children this process has seen, to tell our own changes from someone else's."""
         self._apply_failures: dict[tuple[str, str], int] = {}
