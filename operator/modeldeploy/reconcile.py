@@ -45,6 +45,7 @@ from modeldeploy.core.status import (
     Observation,
     compute_status,
     now_rfc3339,
+    parse_time,
     status_patch,
 )
 from modeldeploy.core.templates import Resolved, Template, describe_ref, resolve
@@ -55,6 +56,8 @@ log = logging.getLogger("modeldeploy.reconcile")
 
 CHILD_KINDS = tuple(resource.kind for resource in CHILD_RESOURCES)
 TICK_GRACE_SECONDS = 1.0
+DIGEST_WAIT_SECONDS = 120.0
+"""How long after a revision's pods are all ready their fetch reports are still read for a digest."""
 APPLY_RETRY_SECONDS = 1.0
 APPLY_RETRY_MAX_SECONDS = 300.0
 _ROUTING_BY_KIND = {resource.kind: resource for resource in ROUTING_RESOURCES}
@@ -198,7 +201,7 @@ class Reconciler:
             else:
                 self.runner.forget((namespace, name))
             known = spec.model.digest or _known_digest(previous, target.revision)
-            fetch = self._fetch_report(owner, spec, target.revision, previous, known)
+            fetch = self._fetch_report(owner, spec, target.revision, previous, known, now)
             digest = known or (fetch.digest if fetch else None)
             observation = replace(observation, fetch=fetch, digest=digest)
             model = served_model(spec, previous.source, digest)
@@ -269,11 +272,23 @@ class Reconciler:
         return again
 
     def _fetch_report(
-        self, owner: Owner, spec: ModelDeploymentSpec, revision: str, previous: ModelDeploymentStatus, known: str | None
+        self,
+        owner: Owner,
+        spec: ModelDeploymentSpec,
+        revision: str,
+        previous: ModelDeploymentStatus,
+        known: str | None,
+        now: datetime,
     ) -> FetchReport | None:
-        """What the revision's pods said of their model fetch; read only while it matters: the digest is unknown,
-        or the revision's pods are not all ready (a failing fetch would be why)."""
-        if not needs_fetch(spec.model.uri) or (known is not None and not _pods_pending(previous, revision)):
+        """What the revision's pods said of their model fetch; read (a LIST of pods, not cached) only while it
+        matters: the revision's pods are not all ready (a failing fetch would be why), or they became ready a short
+        while ago and their digest is unknown (a report can land just after readiness). Pods that have been ready
+        for longer will not report anything new: reading them on every reconcile (and for every object after a
+        restart) would cost a LIST each, which the API server answers by scanning the namespace's pods."""
+        if not needs_fetch(spec.model.uri):
+            return None
+        pending = _pods_pending(previous, revision)
+        if not pending and (known is not None or _ready_for(previous, now) > DIGEST_WAIT_SECONDS):
             return None
         return read_fetch_report(self.kube.list_pods(owner.namespace, owner.name, revision))
 
@@ -500,6 +515,17 @@ def _pods_pending(previous: ModelDeploymentStatus, revision: str) -> bool:
     if canary is not None and canary.revision == revision:
         return canary.ready_replicas < canary.replicas
     return previous.phase not in ("Ready", "ScaledToZero")
+
+
+def _ready_for(previous: ModelDeploymentStatus, now: datetime) -> float:
+    """Seconds since the last status turned Ready (0 when it is not Ready)."""
+    ready = next((c for c in previous.conditions if c.type == "Ready" and c.status == "True"), None)
+    if ready is None:
+        return 0.0
+    try:
+        return (now - parse_time(ready.last_transition_time)).total_seconds()
+    except ValueError:
+        return 0.0
 
 
 def _existed(owner: Owner, previous: ModelDeploymentStatus) -> frozenset[tuple[str, str]]:
