@@ -13,6 +13,7 @@ from modeldeploy.adapters import metrics, redaction
 from modeldeploy.adapters.cache import CachedKube, Store
 from modeldeploy.adapters.kube import Kube, load_api_client
 from modeldeploy.adapters.providers.runner import MeasurementRunner
+from modeldeploy.adapters.webhooks import GateRunner, Notifier
 from modeldeploy.core import api, children
 from modeldeploy.core.naming import MANAGED_BY, MANAGED_BY_LABEL
 from modeldeploy.core.sharding import Shard
@@ -73,7 +74,10 @@ async def start(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> N
     memo.runner = MeasurementRunner(notify=lambda key: loop.call_soon_threadsafe(memo.queue.add, key))
     # Reconciles read the ModelDeployment and its children from the informer cache these handlers feed.
     kube = CachedKube(Kube(api_client), Store(clusterwide=not memo.namespaces, owns=shard.owns))
-    reconciler = Reconciler(kube, owns=shard.owns, runner=memo.runner)
+    # Webhook gates and notifications too: a slow receiver never holds a reconcile worker.
+    memo.gates = GateRunner(kube, notify=lambda key: loop.call_soon_threadsafe(memo.queue.add, key))
+    memo.notifier = Notifier(kube)
+    reconciler = Reconciler(kube, owns=shard.owns, runner=memo.runner, gates=memo.gates, notify=memo.notifier.send)
     metrics.SHARD.labels(shard=str(shard.index), shards=str(shard.count)).set(1)
     if shard.sharded:
         log.info("Serving shard %s: the ModelDeployments in %s", shard, shard.selector())
@@ -92,6 +96,8 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     await memo.informer.stop()
     await memo.queue.stop()
     memo.runner.close()
+    memo.gates.close()
+    memo.notifier.close()
     memo.reconcile_pool.shutdown(wait=False, cancel_futures=True)
 
 
