@@ -25,6 +25,7 @@ EVENTS_KEY = "events-key-81c3e0"
 @dataclass
 class Call:
     path: str
+    """Without the query."""
     headers: dict[str, str]
     body: dict[str, Any]
     status: int
@@ -51,7 +52,7 @@ class Receiver:
                 with receiver.lock:
                     seen = any(c.path == path for c in receiver.calls)
                     status = 500 if path in receiver.fail_first and not seen else receiver.answers.get(path, 200)
-                    receiver.calls.append(Call(self.path, dict(self.headers), body, status))
+                    receiver.calls.append(Call(path, dict(self.headers), body, status))
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -73,7 +74,7 @@ class Receiver:
 
     def to(self, path: str) -> list[Call]:
         with self.lock:
-            return [c for c in self.calls if c.path.split("?")[0] == path]
+            return [c for c in self.calls if c.path == path]
 
     def delivered(self, path: str) -> dict[str, int]:
         """Event name -> how many times it was answered 2xx."""

@@ -38,7 +38,7 @@ from modeldeploy.adapters.providers.base import (
 )
 from modeldeploy.core.api import Notification, SecretSource, Webhook, parse_duration
 from modeldeploy.core.api.base import HTTP_URL
-from modeldeploy.core.hooks import ANSWER_LIMIT, Delivery, GateAnswer, GateCall, backoff, gate_budget
+from modeldeploy.core.hooks import ANSWER_LIMIT, Delivery, GateAnswer, GateCall, backoff
 
 log = logging.getLogger("modeldeploy.webhooks")
 
@@ -179,9 +179,6 @@ class GateRunner:
             except Exception:  # the loop is closing: nothing to wake up
                 log.debug("could not queue %s/%s after its webhook", key[0], key[1], exc_info=True)
 
-    def budget(self, call: GateCall) -> float:
-        return gate_budget(call.hook, parse_duration(call.hook.timeout))
-
     def forget(self, namespace: str, name: str) -> None:
         with self._lock:
             for key in [k for k in self._calls if k[:2] == (namespace, name)]:
@@ -202,9 +199,6 @@ class InlineGates:
         return call_gate(call, namespace, name, self._store, self._transport, sleep=lambda _: None)
 
     def forget(self, namespace: str, name: str) -> None:
-        pass
-
-    def close(self) -> None:
         pass
 
 
