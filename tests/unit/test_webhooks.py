@@ -13,13 +13,15 @@ import httpx
 import pytest
 from kubernetes.client.exceptions import ApiException
 
+from fake_kube import FakeKube
 from modeldeploy.adapters import metrics, redaction
-from modeldeploy.adapters.webhooks import GateRunner, Notifier, call_gate
+from modeldeploy.adapters.webhooks import GateRunner, InlineGates, Notifier, call_gate
 from modeldeploy.core.api import ModelDeploymentStatus, parse_spec
-from modeldeploy.core.hooks import GateCall, notifications
+from modeldeploy.core.hooks import Delivery, GateCall, notifications
 from modeldeploy.core.status import Event
+from modeldeploy.reconcile import Reconciler
 from modeldeploy_dev.testing import wait_for
-from specs import valid_spec
+from specs import model_version, valid_spec
 
 TOKEN = "s3cr3t-token-value"
 
@@ -215,3 +217,32 @@ def test_notification_tries_are_bounded(timeout: bool) -> None:
     finally:
         notifier.close()
     assert len(seen) == 2
+
+
+def test_one_reconcile_opens_gate_after_gate_and_notifies_each_event_once() -> None:
+    seen, transport = answering(200)
+    kube = FakeKube(valid_spec(model=model_version("7")))
+    sent: list[Delivery] = []
+    reconciler = Reconciler(kube, gates=InlineGates(kube, transport), notify=lambda ns, n, d: sent.extend(d))
+    reconciler.reconcile("ns", "fraud-scorer")
+    kube.md["spec"] = valid_spec(
+        model=model_version("8"),
+        rollout={
+            "steps": [{"setWeight": 20}, {"pause": {}}],
+            "webhooks": [
+                {"name": "approve", "type": "confirm-rollout", "url": "http://receiver/approve"},
+                {"name": "smoke", "type": "pre-rollout", "url": "http://receiver/smoke"},
+            ],
+            "notifications": [{"name": "ops", "url": "http://receiver/events"}],
+        },
+    )
+    reconciler.reconcile("ns", "fraud-scorer")
+    assert [r.url.path for r in seen] == ["/approve", "/smoke"], "confirm-rollout, then pre-rollout, in one go"
+    status = kube.md["status"]
+    assert status["canary"]["revision"] == status["targetRevision"]
+    assert [(w["name"], w["result"]) for w in status["webhooks"]] == [("approve", "Passed"), ("smoke", "Passed")]
+    assert next(c for c in status["conditions"] if c["type"] == "Gated")["status"] == "False"
+    assert [d.event for d in sent] == ["CanaryStarted"]
+    reconciler.reconcile("ns", "fraud-scorer")
+    assert len(seen) == 2, "gates that passed are not asked again"
+    assert [d.event for d in sent] == ["CanaryStarted"], "nothing new happened: nothing sent"

@@ -44,7 +44,8 @@ log = logging.getLogger("modeldeploy.webhooks")
 
 Key = tuple[str, str, str]
 """(namespace, name, hook name)."""
-GATE_WORKERS = 8
+GATE_WORKERS = 16
+"""Gate calls at once, across all objects (a call with its retries holds one)."""
 NOTIFY_WORKERS = 4
 NOTIFY_TRIES = 5
 
