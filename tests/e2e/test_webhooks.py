@@ -171,7 +171,7 @@ def test_gates_hold_and_release_the_canary_and_notifications_arrive_once(
     gated = condition(md, "Gated")
     assert gated["status"] == "True"
     assert "confirm-rollout webhook 'approve' answered HTTP 403" in gated["message"]
-    assert condition(md, "Progressing")["reason"] == "WebhookHeld"
+    assert condition(md, "Progressing")["reason"] == condition(md, "Ready")["reason"] == "WebhookHeld"
     call = receiver.to("/approve")[0]
     assert call.headers["Authorization"] == f"Bearer {TOKEN}", "the token from the Secret is sent"
     assert (call.body["name"], call.body["namespace"], call.body["type"]) == (NAME, namespace, "confirm-rollout")

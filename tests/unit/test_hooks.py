@@ -163,6 +163,9 @@ def test_a_held_gate_shows_in_condition_gated_naming_the_hook_and_its_answer() -
     progressing = find_condition(status.conditions, "Progressing")
     assert progressing is not None
     assert progressing.reason == "WebhookHeld"
+    ready = find_condition(status.conditions, "Ready")
+    assert ready is not None
+    assert (ready.status, ready.reason) == ("False", "WebhookHeld")
     opened = gate_condition(status, s, None, 1, T0)
     gated = find_condition(opened.conditions, "Gated")
     assert gated is not None

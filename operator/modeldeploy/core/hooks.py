@@ -155,7 +155,7 @@ def gate_condition(
     now: datetime,
 ) -> ModelDeploymentStatus:
     """Condition Gated (only with gate webhooks): True naming the hook and its last answer while one holds. A
-    confirm-rollout hold, before any canary, also says so in Progressing."""
+    confirm-rollout hold, before any canary, also says so in Ready and Progressing."""
     conditions = status.conditions
     if spec is None or not spec.rollout.webhooks:
         if any(c.type == GATED for c in conditions):
@@ -169,6 +169,7 @@ def gate_condition(
         conditions = set_condition(conditions, GATED, "True", "WebhookHeld", message, generation, now)
         if held.type == "confirm-rollout" and status.canary is None:
             message = f"revision {held.revision} waits to start its canary: {message}"
+            conditions = set_condition(conditions, "Ready", "False", "WebhookHeld", message, generation, now)
             conditions = set_condition(conditions, "Progressing", "True", "WebhookHeld", message, generation, now)
     return status.model_copy(update={"conditions": conditions})
 
