@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from modeldeploy.adapters import metrics, providers
 from modeldeploy.adapters.background import InlineRunner, Runner
 from modeldeploy.adapters.kube import KubeApi
+from modeldeploy.adapters.webhooks import GateRunner, InlineGates
 from modeldeploy.core.analysis import Raw, evaluate, queries
 from modeldeploy.core.api import (
     ActionStatus,
@@ -29,6 +30,7 @@ from modeldeploy.core.api import (
 from modeldeploy.core.children import CHILD_RESOURCES, ROUTING_RESOURCES, routers_writing
 from modeldeploy.core.compare import contains
 from modeldeploy.core.fetch import FetchReport, needs_fetch, read_fetch_report
+from modeldeploy.core.hooks import Delivery, GateAnswer, gate_budget, gate_condition, notifications
 from modeldeploy.core.naming import ACTION_ANNOTATION, PAUSED_ANNOTATION, Owner, canary_name
 from modeldeploy.core.presets import SpecError
 from modeldeploy.core.render import live_template, pod_template, render
@@ -60,6 +62,7 @@ DIGEST_WAIT_SECONDS = 120.0
 """How long after a revision's pods are all ready their fetch reports are still read for a digest."""
 APPLY_RETRY_SECONDS = 1.0
 APPLY_RETRY_MAX_SECONDS = 300.0
+GATE_ROUNDS = 4
 _ROUTING_BY_KIND = {resource.kind: resource for resource in ROUTING_RESOURCES}
 
 
@@ -109,11 +112,17 @@ class Reconciler:
         sources: SourceResolver | None = None,
         owns: Callable[[str], bool] | None = None,
         runner: Runner[list[Raw]] | None = None,
+        gates: GateRunner | InlineGates | None = None,
+        notify: Callable[[str, str, list[Delivery]], None] | None = None,
     ) -> None:
         self.kube = kube
         self.sources = sources or SourceResolver(kube)
         self.runner: Runner[list[Raw]] = runner or InlineRunner()
         """Where analysis ticks run: inline by default; the operator gives a `BackgroundRunner` (own threads)."""
+        self.gates = gates or InlineGates(kube)
+        """Where webhook gates are called: inline by default; the operator gives a `GateRunner` (own threads)."""
+        self.notify = notify
+        """Sends notifications without waiting for them (the operator's `Notifier.send`); none when not given."""
         self.children = ChildMemory()
         """The children this process has seen, to tell our own changes from someone else's."""
         self._apply_failures: dict[tuple[str, str], int] = {}
@@ -145,6 +154,7 @@ class Reconciler:
             metrics.OBJECTS.set(namespace, name, None)
             self.sources.forget((namespace, name))
             self.runner.forget((namespace, name))
+            self.gates.forget(namespace, name)
             self.children.forget((namespace, name))
             self._apply_failures.pop((namespace, name), None)
             return None
@@ -206,6 +216,14 @@ class Reconciler:
             observation = replace(observation, fetch=fetch, digest=digest)
             model = served_model(spec, previous.source, digest)
             decision = decide(spec, target.revision, model, observed, previous, now)
+            answers: dict[str, GateAnswer] = {}
+            for _ in range(GATE_ROUNDS):  # an answer in may open the next gate (confirm-rollout, then pre-rollout)
+                new = {c.fingerprint: a for c in decision.gate_calls if (a := self.gates.take(namespace, name, c))}
+                if not new:
+                    break
+                answers |= new
+                observed = replace(observed, gate_answers=answers)
+                decision = decide(spec, target.revision, model, observed, previous, now)
             self.sources.tag_outcomes(namespace, declared, _ended(decision))
             stable_template = live_template(stable_live) if stable_live and not decision.stable_runs_target else target
             # A canary Deployment nobody writes any more drains until its scale-down time (its Service with it).
@@ -232,6 +250,8 @@ class Reconciler:
 
         current = decision.status if decision else previous
         status, events = compute_status(stored, current, observation, now)
+        if decision is not None:
+            status = gate_condition(status, observation.spec, decision.gate_held, observation.generation, now)
         events = [*(decision.events if decision else []), *events]
         events += [Event("Warning", repair.reason, repair.message) for repair in repairs]
         if rejected_action is not None:
@@ -264,7 +284,17 @@ class Reconciler:
                 self.kube.emit_event(md, event)
             except ApiException as error:
                 log.warning("[%s/%s] Could not post Event %s: %s", namespace, name, event.reason, error.reason)
+        if decision is not None and self.notify is not None and observation.spec is not None:
+            sends = notifications(
+                namespace, name, meta["uid"], observation.spec.rollout.notifications, decision.events, status, now
+            )
+            if sends:
+                self.notify(namespace, name, sends)
         again = _soonest(decision.requeue_after if decision else retry, look_again)
+        if decision is not None and decision.gate_calls:
+            # The runner queues the object when a call is answered; this is the backstop.
+            calls = max(gate_budget(c.hook, parse_duration(c.hook.timeout)) for c in decision.gate_calls)
+            again = _soonest(again, calls + TICK_GRACE_SECONDS)
         if tick_wait is not None and again is not None:
             # The overdue tick would ask for "now" again and again: the runner queues the object when the tick is
             # done; until then, look again no sooner than its deadline.

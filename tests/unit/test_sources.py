@@ -246,7 +246,7 @@ def test_while_a_retry_runs_the_status_keeps_the_last_failure() -> None:
     registry, clock = Hanging(), Clock()
     registry.release.set()
     runner: BackgroundRunner[Lookup] = BackgroundRunner("registry", lambda _key: None)
-    resolver = SourceResolver(kube, client=registry, clock=clock, runner=runner)  # type: ignore[arg-type]
+    resolver = SourceResolver(kube, client=registry, clock=clock, jitter=lambda: 0.5, runner=runner)  # type: ignore[arg-type]
     reconciler = Reconciler(kube, resolver)
 
     def answered() -> None:
