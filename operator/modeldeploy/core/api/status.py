@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from modeldeploy.core.api.base import ApiModel, Time
+from modeldeploy.core.api.hooks import MAX_HOOKS, GateStatus
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 Phase = Literal["Pending", "Progressing", "Paused", "Ready", "ScaledToZero", "Degraded"]
@@ -165,4 +166,7 @@ class ModelDeploymentStatus(ApiModel):
     analysis: AnalysisStatus | None = Field(default=None, description="Metric analysis of the current or last canary.")
     history: list[HistoryEntry] = Field(
         default_factory=list, max_length=HISTORY_LIMIT, description="Recent canaries, newest last."
+    )
+    webhooks: list[GateStatus] = Field(
+        default_factory=list, max_length=MAX_HOOKS, description="The last call of each gate webhook, while it matters."
     )
