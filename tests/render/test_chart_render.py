@@ -457,7 +457,8 @@ def test_analysis_credentials_are_read_only_by_name_and_only_when_asked(helm: He
     # Every grant on a Secret anywhere in the chart names the Secret.
     for rule in rules_of(docs):
         if "secrets" in rule["resources"]:
-            assert rule["resourceNames"] and rule["verbs"] == ["get"], rule
+            assert rule["resourceNames"], rule
+            assert rule["verbs"] == ["get"], rule
 
 
 # -- the pod: environment, volumes, security contexts ----------------------------------------------------------
