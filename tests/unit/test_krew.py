@@ -77,6 +77,13 @@ def test_a_missing_archive_fails_the_release(tmp_path: Path) -> None:
         rendered(tmp_path)
 
 
+def test_the_frozen_entry_point_is_the_console_script() -> None:
+    """The executable krew installs runs what `pip install modeldeploy`'s `kubectl-modeldeploy` runs."""
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    module, function = scripts["kubectl-modeldeploy"].split(":")
+    assert f"from {module} import {function}\n" in (ROOT / "hack" / "kubectl_modeldeploy.py").read_text()
+
+
 def test_the_frozen_entry_point_runs_the_plugin() -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "hack" / "kubectl_modeldeploy.py"), "--help"],
