@@ -659,6 +659,7 @@ def test_crd_upgrade_with_the_documented_command(fresh_cluster: Cluster, helm: H
     cluster = fresh_cluster
     create_namespace(cluster, SYSTEM)
     namespace = create_namespace(cluster, f"models-{uuid.uuid4().hex[:6]}")
+    assert CRD_UPGRADE.format(chart="charts/modeldeploy") in (CHART.parents[1] / "README.md").read_text()
     crd_name = "modeldeployments.modeldeploy.io"
     # The chart as released before: its CRD lacks a printer column the new chart's has.
     old_chart = tmp_path / "old" / "modeldeploy"
