@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from functools import partial
@@ -411,6 +412,10 @@ def test_ha_replicas_elect_one_operator_and_fail_over(fresh_cluster: Cluster, he
         serve_the_example(cluster, namespace)
         assert "Applied Deployment" in active.log()
         assert "Applied Deployment" not in standby.log(), "only the active replica works"
+        # A standby answers its probe: the chart's HA rolling update waits for a new replica to be Ready (while the
+        # old one still works) before it stops an old one.
+        with urllib.request.urlopen(f"http://127.0.0.1:{standby.liveness_port}/healthz", timeout=10) as probe:
+            assert probe.status == 200
 
         active.stop()
         wait_for(lambda: "Resuming operations" in standby.log(), 60, "the standby to take over")
