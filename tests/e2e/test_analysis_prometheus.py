@@ -29,7 +29,7 @@ NAME = "fraud"
 METRICS = [
     {"name": "success-rate", "builtin": "successRate", "window": "10s", "min": 0.95},
     {"name": "p99-latency", "builtin": "latencyP99", "window": "10s", "relative": {"maxRatio": 10}, "max": 0.2},
-    {"name": "drift", "builtin": "predictionDrift", "window": "10s", "max": 0.25, "minSamples": 200},
+    {"name": "drift", "builtin": "predictionDrift", "window": "30s", "max": 0.25, "minSamples": 200},
 ]
 
 

@@ -223,7 +223,7 @@ def test_drift_compares_the_tracks_over_the_window_or_a_reference_window_for_sta
     assert referenced.stable.endswith("[1h]))")
 
 
-def cumulative(counts: list[float]) -> dict[float, float]:
+def cumulative(counts: list[int]) -> dict[float, float]:
     """{bucket bound: cumulative count} of ten equal buckets over [0, 1] holding `counts`."""
     out, total = {}, 0.0
     for index, count in enumerate(counts):

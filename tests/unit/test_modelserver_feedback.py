@@ -12,8 +12,10 @@ from modelserver.feedback import decode, prediction_id
 ROWS = [[0.1, -0.2, 0.3, 1.0], [1.5, 0.2, -0.7, 0.0], [-1.0, 0.4, 0.9, -0.3]]
 
 
-def server(revision: str = "rev-new", **faults: float) -> TestClient:
-    settings = Settings(name="fraud", version="7", uri="builtin://logistic", revision=revision, **faults)
+def server(revision: str = "rev-new", prediction_shift: float = 0.0) -> TestClient:
+    settings = Settings(
+        name="fraud", version="7", uri="builtin://logistic", revision=revision, prediction_shift=prediction_shift
+    )
     return TestClient(create_app(settings))
 
 
@@ -55,7 +57,7 @@ def test_every_prediction_gets_an_id_that_carries_its_revision_and_value() -> No
         decoded = decode(identifier)
         assert decoded.revision == "rev-new"
         assert decoded.prediction == value
-    body = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": ROWS[0]}]}
+    body: dict[str, object] = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": ROWS[0]}]}
     assert decode(client.post("/v2/models/fraud/infer", json=body).json()["id"]).revision == "rev-new"
     body["id"] = "client-42"
     assert client.post("/v2/models/fraud/infer", json=body).json()["id"] == "client-42", "the client's id wins"
