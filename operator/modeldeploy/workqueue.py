@@ -41,8 +41,8 @@ class WorkQueue:
     ) -> None:
         """`handler` returns a delay to be called again after, or None; it raises to be retried.
 
-        Keys wait in one FIFO per priority (`CHANGED`, then `NEW`, then `RESYNC`); a key queued at a lower priority moves up
-        when it is added again at a higher one. Workers start with `start()`: keys added before wait."""
+        Keys wait in one FIFO per priority (`CHANGED`, then `NEW`, then `RESYNC`); a key queued at a lower priority
+        moves up when it is added again at a higher one. Workers start with `start()`: keys added before wait."""
         self._handler = handler
         self._workers = workers
         self._base_delay = base_delay
