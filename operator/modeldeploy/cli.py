@@ -446,6 +446,39 @@ def undo(
     typer.echo(f"undo {client.namespace}/{name}: {client.undo(name)}")
 
 
+def report(
+    ctx: typer.Context,
+    name: NameArg,
+    revision: Annotated[
+        str | None,
+        typer.Option("--revision", "-r", help="The rollout of this revision (default: in progress, else the newest)."),
+    ] = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="The HTML file; PNG plots are written beside it.")
+    ] = Path("report.html"),
+    prometheus_url: Annotated[
+        str | None,
+        typer.Option(help="Ask this Prometheus instead of the spec's (e.g. a port-forward from outside the cluster)."),
+    ] = None,
+    namespace: NamespaceOpt = None,
+    context: ContextOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+) -> None:
+    """Write the audit report of one rollout: metrics against bounds, timeline, model lineage and outcome."""
+    from modeldeploy import report as audit  # plotting and the adapters: only for this command
+
+    given = ctx.find_object(Target) or Target()
+    audit.command(
+        name,
+        revision,
+        output,
+        prometheus_url,
+        namespace or given.namespace,
+        context or given.context,
+        kubeconfig or given.kubeconfig,
+    )
+
+
 for _target in (app, plugin_app):
     _target.callback()(global_options)
     _target.command()(deploy)
@@ -458,6 +491,7 @@ for _target in (app, plugin_app):
     _target.command()(pause)
     _target.command()(resume)
     _target.command()(undo)
+    _target.command()(report)
 
 
 def run_cli(target: typer.Typer = app, prog_name: str = "modeldeploy") -> int:

@@ -156,17 +156,17 @@ class Client:
         api_client: k8s.ApiClient | None = None,
     ) -> None:
         try:
-            self._api = api_client or _connect(context, kubeconfig)
+            self.api_client = api_client or _connect(context, kubeconfig)
         except (config.ConfigException, OSError, TypeError, ValueError) as error:
             raise ModelDeployError(f"cannot load the kubeconfig: {_one_line(str(error))}") from error
         # A stopped API server answers at once (connection refused); do not retry it three times.
-        self._api.configuration.retries = 1
+        self.api_client.configuration.retries = 1
         if as_user:
-            self._api.set_default_header("Impersonate-User", as_user)  # type: ignore[no-untyped-call]
-        self.host = str(self._api.configuration.host)
-        self.namespace = namespace or _kubeconfig_namespace(context, kubeconfig)
-        self.custom = k8s.CustomObjectsApi(self._api)
-        self.core = k8s.CoreV1Api(self._api)
+            self.api_client.set_default_header("Impersonate-User", as_user)  # type: ignore[no-untyped-call]
+        self.host = str(self.api_client.configuration.host)
+        self.namespace = namespace or default_namespace(context, kubeconfig)
+        self.custom = k8s.CustomObjectsApi(self.api_client)
+        self.core = k8s.CoreV1Api(self.api_client)
 
     # -- calls, with every failure mapped to one line ----------------------------------------------------------
 
@@ -329,7 +329,8 @@ class Client:
         ns = self._ns(namespace)
         self.get(name, ns)
         action_id = uuid.uuid4().hex[:12]
-        self._annotate(name, ns, {ACTION_ANNOTATION: json.dumps({"action": action, "id": action_id})})
+        body = {"action": action, "id": action_id, "by": self.whoami()}
+        self._annotate(name, ns, {ACTION_ANNOTATION: json.dumps({k: v for k, v in body.items() if v})})
         deadline = time.monotonic() + wait
         while True:
             last = (self.get(name, ns).get("status") or {}).get("lastAction") or {}
@@ -343,6 +344,18 @@ class Client:
                     "(is it running and serving this namespace?)"
                 )
             time.sleep(0.5)
+
+    def whoami(self) -> str | None:
+        """The user the API server knows us as (SelfSubjectReview, as `kubectl auth whoami`); None if it cannot say."""
+        try:
+            review = k8s.AuthenticationV1Api(self.api_client).create_self_subject_review(
+                k8s.V1SelfSubjectReview(api_version="authentication.k8s.io/v1", kind="SelfSubjectReview"),
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except (ApiException, urllib3.exceptions.HTTPError, OSError, ValueError):
+            return None
+        user = review.status.user_info if review.status else None
+        return str(user.username) if user and user.username else None
 
     def promote(self, name: str, namespace: str | None = None, full: bool = False, wait: float = 30.0) -> str:
         """Advance the canary one step (past a pause), or promote it fully."""
@@ -392,7 +405,7 @@ class Client:
         selector = f"involvedObject.kind={api.KIND},involvedObject.name={name}"
         with self._errors(f"Events of {ns}/{name}"):
             found = self.core.list_namespaced_event(ns, field_selector=selector, _request_timeout=REQUEST_TIMEOUT)
-        items = [self._api.sanitize_for_serialization(e) for e in found.items]  # type: ignore[no-untyped-call]
+        items = [self.api_client.sanitize_for_serialization(e) for e in found.items]  # type: ignore[no-untyped-call]
         items.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
         return items[-limit:]
 
@@ -402,7 +415,7 @@ class Client:
             found = self.core.list_namespaced_pod(
                 ns, label_selector=f"{INSTANCE_LABEL}={name}", _request_timeout=REQUEST_TIMEOUT
             )
-        return [self._api.sanitize_for_serialization(p) for p in found.items]  # type: ignore[no-untyped-call]
+        return [self.api_client.sanitize_for_serialization(p) for p in found.items]  # type: ignore[no-untyped-call]
 
 
 def previous_good(md: dict[str, Any]) -> dict[str, Any] | None:
@@ -431,7 +444,8 @@ def _connect(context: str | None, kubeconfig: str | None) -> k8s.ApiClient:
     return k8s.ApiClient(configuration)
 
 
-def _kubeconfig_namespace(context: str | None, kubeconfig: str | None) -> str:
+def default_namespace(context: str | None, kubeconfig: str | None) -> str:
+    """The context's namespace; in a pod without a kubeconfig, the pod's; else `default`."""
     if not kubeconfig and not context and IN_CLUSTER_NAMESPACE.exists() and not _has_kubeconfig():
         return IN_CLUSTER_NAMESPACE.read_text().strip() or "default"
     try:

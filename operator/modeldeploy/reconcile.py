@@ -15,9 +15,10 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from modeldeploy.adapters import metrics, providers
+from modeldeploy.adapters.background import InlineRunner, Runner
 from modeldeploy.adapters.kube import KubeApi
-from modeldeploy.adapters.providers.runner import InlineRunner, Runner
-from modeldeploy.core.analysis import evaluate, queries
+from modeldeploy.adapters.webhooks import GateRunner, InlineGates
+from modeldeploy.core.analysis import Raw, evaluate, queries
 from modeldeploy.core.api import (
     ActionStatus,
     HistoryEntry,
@@ -29,6 +30,7 @@ from modeldeploy.core.api import (
 from modeldeploy.core.children import CHILD_RESOURCES, ROUTING_RESOURCES, routers_writing
 from modeldeploy.core.compare import contains
 from modeldeploy.core.fetch import FetchReport, needs_fetch, read_fetch_report
+from modeldeploy.core.hooks import Delivery, GateAnswer, gate_budget, gate_condition, notifications
 from modeldeploy.core.naming import ACTION_ANNOTATION, PAUSED_ANNOTATION, Owner, canary_name
 from modeldeploy.core.presets import SpecError
 from modeldeploy.core.render import live_template, pod_template, render
@@ -45,6 +47,7 @@ from modeldeploy.core.status import (
     Observation,
     compute_status,
     now_rfc3339,
+    parse_time,
     status_patch,
 )
 from modeldeploy.core.templates import Resolved, Template, describe_ref, resolve
@@ -55,8 +58,11 @@ log = logging.getLogger("modeldeploy.reconcile")
 
 CHILD_KINDS = tuple(resource.kind for resource in CHILD_RESOURCES)
 TICK_GRACE_SECONDS = 1.0
+DIGEST_WAIT_SECONDS = 120.0
+"""How long after a revision's pods are all ready their fetch reports are still read for a digest."""
 APPLY_RETRY_SECONDS = 1.0
 APPLY_RETRY_MAX_SECONDS = 300.0
+GATE_ROUNDS = 4
 _ROUTING_BY_KIND = {resource.kind: resource for resource in ROUTING_RESOURCES}
 
 
@@ -105,12 +111,18 @@ class Reconciler:
         kube: KubeApi,
         sources: SourceResolver | None = None,
         owns: Callable[[str], bool] | None = None,
-        runner: Runner | None = None,
+        runner: Runner[list[Raw]] | None = None,
+        gates: GateRunner | InlineGates | None = None,
+        notify: Callable[[str, str, list[Delivery]], None] | None = None,
     ) -> None:
         self.kube = kube
         self.sources = sources or SourceResolver(kube)
-        self.runner: Runner = runner or InlineRunner()
-        """Where analysis ticks run: inline by default; the operator gives a `MeasurementRunner` (own threads)."""
+        self.runner: Runner[list[Raw]] = runner or InlineRunner()
+        """Where analysis ticks run: inline by default; the operator gives a `BackgroundRunner` (own threads)."""
+        self.gates = gates or InlineGates(kube)
+        """Where webhook gates are called: inline by default; the operator gives a `GateRunner` (own threads)."""
+        self.notify = notify
+        """Sends notifications without waiting for them (the operator's `Notifier.send`); none when not given."""
         self.children = ChildMemory()
         """The children this process has seen, to tell our own changes from someone else's."""
         self._apply_failures: dict[tuple[str, str], int] = {}
@@ -142,6 +154,7 @@ class Reconciler:
             metrics.OBJECTS.set(namespace, name, None)
             self.sources.forget((namespace, name))
             self.runner.forget((namespace, name))
+            self.gates.forget(namespace, name)
             self.children.forget((namespace, name))
             self._apply_failures.pop((namespace, name), None)
             return None
@@ -198,11 +211,19 @@ class Reconciler:
             else:
                 self.runner.forget((namespace, name))
             known = spec.model.digest or _known_digest(previous, target.revision)
-            fetch = self._fetch_report(owner, spec, target.revision, previous, known)
+            fetch = self._fetch_report(owner, spec, target.revision, previous, known, now)
             digest = known or (fetch.digest if fetch else None)
             observation = replace(observation, fetch=fetch, digest=digest)
             model = served_model(spec, previous.source, digest)
             decision = decide(spec, target.revision, model, observed, previous, now)
+            answers: dict[str, GateAnswer] = {}
+            for _ in range(GATE_ROUNDS):  # an answer in may open the next gate (confirm-rollout, then pre-rollout)
+                new = {c.fingerprint: a for c in decision.gate_calls if (a := self.gates.take(namespace, name, c))}
+                if not new:
+                    break
+                answers |= new
+                observed = replace(observed, gate_answers=answers)
+                decision = decide(spec, target.revision, model, observed, previous, now)
             self.sources.tag_outcomes(namespace, declared, _ended(decision))
             stable_template = live_template(stable_live) if stable_live and not decision.stable_runs_target else target
             # A canary Deployment nobody writes any more drains until its scale-down time (its Service with it).
@@ -229,6 +250,8 @@ class Reconciler:
 
         current = decision.status if decision else previous
         status, events = compute_status(stored, current, observation, now)
+        if decision is not None:
+            status = gate_condition(status, observation.spec, decision.gate_held, observation.generation, now)
         events = [*(decision.events if decision else []), *events]
         events += [Event("Warning", repair.reason, repair.message) for repair in repairs]
         if rejected_action is not None:
@@ -261,7 +284,17 @@ class Reconciler:
                 self.kube.emit_event(md, event)
             except ApiException as error:
                 log.warning("[%s/%s] Could not post Event %s: %s", namespace, name, event.reason, error.reason)
+        if decision is not None and self.notify is not None and observation.spec is not None:
+            sends = notifications(
+                namespace, name, meta["uid"], observation.spec.rollout.notifications, decision.events, status, now
+            )
+            if sends:
+                self.notify(namespace, name, sends)
         again = _soonest(decision.requeue_after if decision else retry, look_again)
+        if decision is not None and decision.gate_calls:
+            # The runner queues the object when a call is answered; this is the backstop.
+            calls = max(gate_budget(c.hook, parse_duration(c.hook.timeout)) for c in decision.gate_calls)
+            again = _soonest(again, calls + TICK_GRACE_SECONDS)
         if tick_wait is not None and again is not None:
             # The overdue tick would ask for "now" again and again: the runner queues the object when the tick is
             # done; until then, look again no sooner than its deadline.
@@ -269,11 +302,23 @@ class Reconciler:
         return again
 
     def _fetch_report(
-        self, owner: Owner, spec: ModelDeploymentSpec, revision: str, previous: ModelDeploymentStatus, known: str | None
+        self,
+        owner: Owner,
+        spec: ModelDeploymentSpec,
+        revision: str,
+        previous: ModelDeploymentStatus,
+        known: str | None,
+        now: datetime,
     ) -> FetchReport | None:
-        """What the revision's pods said of their model fetch; read only while it matters: the digest is unknown,
-        or the revision's pods are not all ready (a failing fetch would be why)."""
-        if not needs_fetch(spec.model.uri) or (known is not None and not _pods_pending(previous, revision)):
+        """What the revision's pods said of their model fetch; read (a LIST of pods, not cached) only while it
+        matters: the revision's pods are not all ready (a failing fetch would be why), or they became ready a short
+        while ago and their digest is unknown (a report can land just after readiness). Pods that have been ready
+        for longer will not report anything new: reading them on every reconcile (and for every object after a
+        restart) would cost a LIST each, which the API server answers by scanning the namespace's pods."""
+        if not needs_fetch(spec.model.uri):
+            return None
+        pending = _pods_pending(previous, revision)
+        if not pending and (known is not None or _ready_for(previous, now) > DIGEST_WAIT_SECONDS):
             return None
         return read_fetch_report(self.kube.list_pods(owner.namespace, owner.name, revision))
 
@@ -500,6 +545,17 @@ def _pods_pending(previous: ModelDeploymentStatus, revision: str) -> bool:
     if canary is not None and canary.revision == revision:
         return canary.ready_replicas < canary.replicas
     return previous.phase not in ("Ready", "ScaledToZero")
+
+
+def _ready_for(previous: ModelDeploymentStatus, now: datetime) -> float:
+    """Seconds since the last status turned Ready (0 when it is not Ready)."""
+    ready = next((c for c in previous.conditions if c.type == "Ready" and c.status == "True"), None)
+    if ready is None:
+        return 0.0
+    try:
+        return (now - parse_time(ready.last_transition_time)).total_seconds()
+    except ValueError:
+        return 0.0
 
 
 def _existed(owner: Owner, previous: ModelDeploymentStatus) -> frozenset[tuple[str, str]]:

@@ -126,6 +126,7 @@ def test_a_control_nobody_answers_raises_no_answer(monkeypatch: pytest.MonkeyPat
     client = sdk()
     monkeypatch.setattr(client, "get", lambda name, namespace=None: {"status": {"lastAction": {"id": "other"}}})
     monkeypatch.setattr(client, "_merge_patch", lambda *_: {})
+    monkeypatch.setattr(client, "whoami", lambda: "ci-bot")
     with pytest.raises(NoAnswerError, match=r"has not answered within 0\.1s") as caught:
         client.promote("fraud", wait=0.1)
     assert caught.value.exit_code == 2

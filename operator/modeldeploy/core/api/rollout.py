@@ -6,6 +6,7 @@ from pydantic import Field
 
 from modeldeploy.core.api.analysis import Analysis
 from modeldeploy.core.api.base import DURATION, ApiModel, Rule
+from modeldeploy.core.api.hooks import MAX_HOOKS, WEBHOOK_RULES, Notification, Webhook
 
 
 class Pause(ApiModel):
@@ -73,6 +74,7 @@ class Rollout(ApiModel):
             f"!has(self.steps) || {_FIRST_GATE_OR_TRAFFIC}.size() == 0 || !has({_FIRST_GATE_OR_TRAFFIC}[0].analysis)",
             "an analysis step needs a setWeight above 0 before it; a canary without traffic has nothing to measure",
         ),
+        *WEBHOOK_RULES,
     )
 
     steps: list[Step] = Field(
@@ -100,4 +102,10 @@ class Rollout(ApiModel):
         le=3600,
         description="How long canary pods live on after traffic leaves them (promotion or rollback), so that "
         "routers which apply weights asynchronously never send requests to pods that are gone.",
+    )
+    webhooks: list[Webhook] = Field(
+        default_factory=list, max_length=MAX_HOOKS, description="Gates the canary waits on (see Webhook.type)."
+    )
+    notifications: list[Notification] = Field(
+        default_factory=list, max_length=MAX_HOOKS, description="Where the rollout's events are POSTed."
     )
