@@ -3,7 +3,7 @@
 It runs what the `kubectl-modeldeploy` console script of `pip install modeldeploy` runs.
 """
 
-from modeldeploy.cli import plugin_app
+from modeldeploy.cli import plugin_main
 
 if __name__ == "__main__":
-    plugin_app(prog_name="kubectl modeldeploy")
+    plugin_main()
