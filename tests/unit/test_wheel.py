@@ -66,8 +66,8 @@ def test_the_wheel_holds_the_runtime_packages_only(wheel: Path) -> None:
     assert not [n for n in names if "modeldeploy_dev" in n]
     assert "modeldeploy/py.typed" in names
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
-    assert "modeldeploy = modeldeploy.cli:app" in entry_points
-    assert "kubectl-modeldeploy = modeldeploy.cli:plugin_app" in entry_points
+    assert "modeldeploy = modeldeploy.cli:main" in entry_points
+    assert "kubectl-modeldeploy = modeldeploy.cli:plugin_main" in entry_points
     assert "modeldeploy-dev" not in entry_points
 
 
