@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal, get_args
 
-from modeldeploy.core.analysis import overall, time_to_rollback
+from modeldeploy.core.analysis import bake_analysis, overall, time_to_rollback
 from modeldeploy.core.api import (
     HISTORY_LIMIT,
     MEASUREMENTS_KEPT,
@@ -584,6 +584,9 @@ class _Machine:
         if self.obs.critical_breach is not None:
             failure = self.obs.critical_breach
         elif self.spec.rollout.analysis is not None:
+            # The tick measured what a bake measures (see bake_analysis), one measurement per metric of it.
+            rollout = self.spec.rollout.model_copy(update={"analysis": bake_analysis(self.spec.rollout.analysis)})
+            self.spec = self.spec.model_copy(update={"rollout": rollout})
             tick = self._record_tick(bake.revision)
             failure = None if tick is None else tick[1] if tick[0] == "AnalysisFailed" else f"{tick[0]}: {tick[1]}"
         if failure is not None:
