@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import yaml
@@ -23,6 +24,7 @@ from rich.table import Table
 from modeldeploy.core import api
 from modeldeploy.core.api import Outcome
 from modeldeploy.core.naming import ACTION_ANNOTATION, PAUSED_ANNOTATION
+from modeldeploy.core.status import parse_time
 
 console = Console()
 
@@ -154,6 +156,9 @@ def status_view(md: dict[str, Any]) -> Panel:
         done = min(canary.get("stepIndex", 0), count)
         parts.append(f"canary {canary.get('phase')}: step {min(done + 1, count)}/{count}")
         parts.append(ProgressBar(total=100, completed=canary.get("actualWeight", 0), width=60))
+    bake = status.get("bake")
+    if bake:
+        parts.append(bake_line(bake, datetime.now(UTC)))
     analysis = status.get("analysis") or {}
     if analysis.get("metrics"):
         colours = {"Successful": "green", "Failed": "red", "Error": "magenta", "NoData": "yellow"}
@@ -199,6 +204,19 @@ def status_view(md: dict[str, Any]) -> Panel:
             f"({rollback['reason']}): {rollback['message']}"
         )
     return Panel(Group(*parts), title=f"ModelDeployment {name}")
+
+
+def bake_line(bake: dict[str, Any], now: datetime) -> str:
+    """The bake after a promotion: what bakes, the time left, and the warm previous revision."""
+    previous = bake["previous"]
+    warm = f"revision {previous['revision']} warm on {bake.get('readyWarmReplicas', 0)}/{bake['warmReplicas']} pods"
+    if bake["phase"] == "Reverting":
+        return (
+            f"[red]bake failed[/]: revision {bake['revision']}; {bake.get('weight', 0)}% of traffic on {warm}, "
+            "the stable track rolls back to it"
+        )
+    left = max(0, round((parse_time(bake["endsAt"]) - now).total_seconds()))
+    return f"[cyan]baking[/] revision {bake['revision']}: {left}s left (until {bake['endsAt']}); {warm}"
 
 
 OUTCOME_COLOURS: dict[Outcome, str] = {
