@@ -82,8 +82,8 @@ class Rollout(ApiModel):
             "rollout.bakeSeconds needs rollout.analysis: without metrics nothing can fail the bake",
         ),
         Rule(
-            "!has(self.bakeSeconds) || !has(self.analysis) || duration(string(self.bakeSeconds) + 's') >= "
-            "duration(has(self.analysis.interval) ? self.analysis.interval : '30s')",
+            "!has(self.bakeSeconds) || !has(self.analysis) || self.bakeSeconds >= "
+            "duration(has(self.analysis.interval) ? self.analysis.interval : '30s').getSeconds()",
             "rollout.bakeSeconds must be at least one analysis.interval, or the bake would never be measured",
         ),
     )
