@@ -172,7 +172,7 @@ def test_a_canary_that_degrades_in_its_bake_is_reverted_to_the_warm_previous_rev
 def test_a_bake_that_passes_ends_with_the_warm_pods_gone_and_a_restart_keeps_its_window(
     cluster: Cluster, operator: Operator, namespace: str, servers: ModelServers, prometheus: PrometheusServer
 ) -> None:
-    v2 = spec("2", prometheus, bakeSeconds=40, bakeWarmReplicas=2)
+    v2 = spec("2", prometheus, bakeSeconds=150, bakeWarmReplicas=2)
     start_canary(cluster, namespace, servers, spec("1", prometheus), v2)
     with LoadGenerator(servers, route_weights(cluster, namespace)):
         promoted = wait_for(lambda: baking(cluster, namespace), 180, "promotion and the bake")
@@ -182,11 +182,12 @@ def test_a_bake_that_passes_ends_with_the_warm_pods_gone_and_a_restart_keeps_its
         warm = wait_for(lambda: cluster.get("deployment", WARM, namespace), what="the warm Deployment")
         assert warm["spec"]["replicas"] == 2
         operator.restart()
-        resumed = md(cluster, namespace)["status"].get("bake")
-        assert resumed is not None, "the restart kept the bake"
+        after = md(cluster, namespace)["status"]
+        resumed = after.get("bake")
+        assert resumed is not None, f"the restart kept the bake: {after}, {cluster.event_reasons(NAME, namespace)}"
         assert (resumed["startedAt"], resumed["endsAt"]) == (bake["startedAt"], bake["endsAt"])
         done = wait_for(
-            lambda: (m := md(cluster, namespace))["status"].get("bake") is None and m, 180, "the bake to pass"
+            lambda: (m := md(cluster, namespace))["status"].get("bake") is None and m, 300, "the bake to pass"
         )
     assert "BakePassed" in cluster.event_reasons(NAME, namespace)
     assert done["status"].get("lastRollback") is None

@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from modeldeploy.control import bake_line
 from modeldeploy.core.analysis import Raw, bake_analysis, critical_analysis, critical_breaches, queries
 from modeldeploy.core.api import (
     AnalysisStatus,
@@ -17,7 +18,7 @@ from modeldeploy.core.api import (
 from modeldeploy.core.naming import TRACK_LABEL, Owner
 from modeldeploy.core.render import pod_template, render
 from modeldeploy.core.rollout import Decision, Observed, bake_measurement_due, critical_revision, decide
-from modeldeploy.core.status import DeploymentState, now_rfc3339
+from modeldeploy.core.status import DeploymentState, Observation, compute_status, now_rfc3339
 from specs import valid_spec
 
 T0 = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
@@ -303,3 +304,23 @@ def test_the_warm_revision_is_written_first_and_a_revert_routes_the_canary_share
     assert by_name[("Service", "fraud-scorer-canary")]["spec"]["selector"][TRACK_LABEL] == "previous"
     route = by_name[("HTTPRoute", "fraud-scorer")]
     assert [b["weight"] for b in route["spec"]["rules"][0]["backendRefs"]] == [0, 100]
+
+
+def test_the_status_tells_the_bake_and_when_it_ends_and_the_cli_shows_the_time_left() -> None:
+    d = baking()
+    s = spec()
+    obs = Observation(generation=2, spec=s, revision=NEW, deployment=dep(NEW))
+    shown, _ = compute_status(d.status, d.status, obs, T0 + timedelta(seconds=100))
+    baking_condition = next(c for c in shown.conditions if c.type == "Baking")
+    assert (baking_condition.status, baking_condition.reason) == ("True", "BakeInProgress")
+    assert d.status.bake.ends_at in baking_condition.message
+    assert shown.phase == "Ready", "the promoted revision serves"
+    line = bake_line(shown.model_dump(by_alias=True, exclude_none=True)["bake"], T0 + timedelta(seconds=400))
+    assert f"{100 + BAKE_SECONDS - 400}s left" in line
+    failed = run(d.status, dep(NEW), 200, warm=dep(OLD, replicas=1), measurements=tick("Failed", 0.4))
+    reverting, _ = compute_status(shown, failed.status, obs, T0 + timedelta(seconds=200))
+    assert [(c.status, c.reason) for c in reverting.conditions if c.type == "Baking"] == [("False", "BakeFailed")]
+    assert reverting.phase == "Degraded"
+    done = run(d.status, dep(NEW), 100 + BAKE_SECONDS, warm=dep(OLD, replicas=1))
+    ended, _ = compute_status(shown, done.status, obs, T0 + timedelta(seconds=100 + BAKE_SECONDS))
+    assert all(c.type != "Baking" for c in ended.conditions)
