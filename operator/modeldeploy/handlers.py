@@ -10,14 +10,16 @@ import kopf
 
 from modeldeploy import __version__
 from modeldeploy.adapters import metrics, redaction
+from modeldeploy.adapters.background import BackgroundRunner
 from modeldeploy.adapters.cache import CachedKube, Store
 from modeldeploy.adapters.kube import Kube, load_api_client
-from modeldeploy.adapters.providers.runner import MeasurementRunner
+from modeldeploy.adapters.watcher import BackgroundWatcher
 from modeldeploy.core import api, children
 from modeldeploy.core.naming import MANAGED_BY, MANAGED_BY_LABEL
 from modeldeploy.core.sharding import Shard
 from modeldeploy.informer import Informer
 from modeldeploy.reconcile import Reconciler
+from modeldeploy.sources import SourceResolver
 from modeldeploy.workqueue import WorkQueue, in_threads
 
 log = logging.getLogger("modeldeploy.handlers")
@@ -69,11 +71,20 @@ async def start(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> N
     # Names the shard in the API server's audit log (userAgent), so each write can be traced to its replica.
     api_client.user_agent = f"modeldeploy/{__version__} shard/{shard.index}-of-{shard.count}"
     loop = asyncio.get_running_loop()
-    # Analysis ticks run on the runner's own threads; when one finishes, its object is queued again.
-    memo.runner = MeasurementRunner(notify=lambda key: loop.call_soon_threadsafe(memo.queue.add, key))
+
+    def queue_again(key: tuple[str, str]) -> None:
+        loop.call_soon_threadsafe(memo.queue.add, key)
+
+    # Analysis ticks and registry lookups run on their runners' own threads; when one finishes, its object is
+    # queued again.
+    memo.runners = [BackgroundRunner("analysis", queue_again), BackgroundRunner("registry", queue_again)]
+    analysis, registry = memo.runners
     # Reconciles read the ModelDeployment and its children from the informer cache these handlers feed.
     kube = CachedKube(Kube(api_client), Store(clusterwide=not memo.namespaces, owns=shard.owns))
-    reconciler = Reconciler(kube, owns=shard.owns, runner=memo.runner)
+    sources = SourceResolver(kube, runner=registry)
+    # Critical bounds are checked on the watcher's own threads; a breach queues its object again.
+    memo.watcher = BackgroundWatcher(queue_again)
+    reconciler = Reconciler(kube, sources=sources, owns=shard.owns, runner=analysis, watcher=memo.watcher)
     metrics.SHARD.labels(shard=str(shard.index), shards=str(shard.count)).set(1)
     if shard.sharded:
         log.info("Serving shard %s: the ModelDeployments in %s", shard, shard.selector())
@@ -91,7 +102,9 @@ async def start(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> N
 async def stop(memo: kopf.Memo, **_: Any) -> None:
     await memo.informer.stop()
     await memo.queue.stop()
-    memo.runner.close()
+    for runner in memo.runners:
+        runner.close()
+    memo.watcher.close()
     memo.reconcile_pool.shutdown(wait=False, cancel_futures=True)
 
 

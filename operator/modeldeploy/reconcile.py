@@ -15,9 +15,10 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from modeldeploy.adapters import metrics, providers
+from modeldeploy.adapters.background import InlineRunner, Runner
 from modeldeploy.adapters.kube import KubeApi
-from modeldeploy.adapters.providers.runner import InlineRunner, Runner
-from modeldeploy.core.analysis import bake_analysis, critical_analysis, critical_breaches, evaluate, queries
+from modeldeploy.adapters.watcher import InlineWatcher, Watcher
+from modeldeploy.core.analysis import Raw, bake_analysis, critical_analysis, critical_breaches, evaluate, queries
 from modeldeploy.core.api import (
     ActionStatus,
     HistoryEntry,
@@ -54,6 +55,7 @@ from modeldeploy.core.status import (
     Observation,
     compute_status,
     now_rfc3339,
+    parse_time,
     status_patch,
 )
 from modeldeploy.core.templates import Resolved, Template, describe_ref, resolve
@@ -64,6 +66,8 @@ log = logging.getLogger("modeldeploy.reconcile")
 
 CHILD_KINDS = tuple(resource.kind for resource in CHILD_RESOURCES)
 TICK_GRACE_SECONDS = 1.0
+DIGEST_WAIT_SECONDS = 120.0
+"""How long after a revision's pods are all ready their fetch reports are still read for a digest."""
 APPLY_RETRY_SECONDS = 1.0
 APPLY_RETRY_MAX_SECONDS = 300.0
 _ROUTING_BY_KIND = {resource.kind: resource for resource in ROUTING_RESOURCES}
@@ -114,12 +118,15 @@ class Reconciler:
         kube: KubeApi,
         sources: SourceResolver | None = None,
         owns: Callable[[str], bool] | None = None,
-        runner: Runner | None = None,
+        runner: Runner[list[Raw]] | None = None,
+        watcher: Watcher | None = None,
     ) -> None:
         self.kube = kube
         self.sources = sources or SourceResolver(kube)
-        self.runner: Runner = runner or InlineRunner()
-        """Where analysis ticks run: inline by default; the operator gives a `MeasurementRunner` (own threads)."""
+        self.runner: Runner[list[Raw]] = runner or InlineRunner()
+        """Where analysis ticks run: inline by default; the operator gives a `BackgroundRunner` (own threads)."""
+        self.watcher: Watcher = watcher or InlineWatcher()
+        """Where critical bounds are checked: inline by default; the operator gives a `BackgroundWatcher`."""
         self.children = ChildMemory()
         """The children this process has seen, to tell our own changes from someone else's."""
         self._apply_failures: dict[tuple[str, str], int] = {}
@@ -153,7 +160,7 @@ class Reconciler:
             metrics.OBJECTS.set(namespace, name, None)
             self.sources.forget((namespace, name))
             self.runner.forget((namespace, name))
-            self.runner.unwatch((namespace, name))
+            self.watcher.unwatch((namespace, name))
             self._resolved.pop((namespace, name), None)
             self.children.forget((namespace, name))
             self._apply_failures.pop((namespace, name), None)
@@ -218,10 +225,10 @@ class Reconciler:
                 breach = self._watch_critical(unresolved, owner, previous, watched)
                 observed = replace(observed, critical_breach=breach)
             else:
-                self.runner.unwatch((namespace, name))
+                self.watcher.unwatch((namespace, name))
                 self._resolved.pop((namespace, name), None)
             known = spec.model.digest or _known_digest(previous, target.revision)
-            fetch = self._fetch_report(owner, spec, target.revision, previous, known)
+            fetch = self._fetch_report(owner, spec, target.revision, previous, known, now)
             digest = known or (fetch.digest if fetch else None)
             observation = replace(observation, fetch=fetch, digest=digest)
             model = served_model(spec, previous.source, digest)
@@ -306,11 +313,23 @@ class Reconciler:
         return again
 
     def _fetch_report(
-        self, owner: Owner, spec: ModelDeploymentSpec, revision: str, previous: ModelDeploymentStatus, known: str | None
+        self,
+        owner: Owner,
+        spec: ModelDeploymentSpec,
+        revision: str,
+        previous: ModelDeploymentStatus,
+        known: str | None,
+        now: datetime,
     ) -> FetchReport | None:
-        """What the revision's pods said of their model fetch; read only while it matters: the digest is unknown,
-        or the revision's pods are not all ready (a failing fetch would be why)."""
-        if not needs_fetch(spec.model.uri) or (known is not None and not _pods_pending(previous, revision)):
+        """What the revision's pods said of their model fetch; read (a LIST of pods, not cached) only while it
+        matters: the revision's pods are not all ready (a failing fetch would be why), or they became ready a short
+        while ago and their digest is unknown (a report can land just after readiness). Pods that have been ready
+        for longer will not report anything new: reading them on every reconcile (and for every object after a
+        restart) would cost a LIST each, which the API server answers by scanning the namespace's pods."""
+        if not needs_fetch(spec.model.uri):
+            return None
+        pending = _pods_pending(previous, revision)
+        if not pending and (known is not None or _ready_for(previous, now) > DIGEST_WAIT_SECONDS):
             return None
         return read_fetch_report(self.kube.list_pods(owner.namespace, owner.name, revision))
 
@@ -360,7 +379,7 @@ class Reconciler:
     def _watch_critical(
         self, spec: ModelDeploymentSpec, owner: Owner, previous: ModelDeploymentStatus, revision: str
     ) -> str | None:
-        """A critical bound `revision` breached, from the runner's watch (checked at analysis.criticalInterval, off
+        """A critical bound `revision` breached, from the watcher (checked at analysis.criticalInterval, off
         this reconcile's thread); starts the watch when it is not running."""
         key = (owner.namespace, owner.name)
         analysis = spec.rollout.analysis
@@ -371,7 +390,7 @@ class Reconciler:
             resolved = self._resolved[key] = self._resolve(spec, owner.namespace)
         critical = critical_analysis(resolved.analysis)
         if critical is None:
-            self.runner.unwatch(key)
+            self.watcher.unwatch(key)
             return None
         stable = previous.stable.revision if previous.stable and previous.stable.revision != revision else None
         planned = queries(
@@ -383,7 +402,7 @@ class Reconciler:
         def check() -> str | None:
             return critical_breaches(planned, providers.measure(planned, context), now_rfc3339(datetime.now(UTC)))
 
-        return self.runner.watch(key, fingerprint, check, parse_duration(critical.critical_interval))
+        return self.watcher.watch(key, fingerprint, check, parse_duration(critical.critical_interval))
 
     def _resolve(self, spec: ModelDeploymentSpec, namespace: str) -> Resolved:
         """The analysis with its templates merged in. A template missing or in conflict holds the canary where it
@@ -571,6 +590,17 @@ def _pods_pending(previous: ModelDeploymentStatus, revision: str) -> bool:
     if canary is not None and canary.revision == revision:
         return canary.ready_replicas < canary.replicas
     return previous.phase not in ("Ready", "ScaledToZero")
+
+
+def _ready_for(previous: ModelDeploymentStatus, now: datetime) -> float:
+    """Seconds since the last status turned Ready (0 when it is not Ready)."""
+    ready = next((c for c in previous.conditions if c.type == "Ready" and c.status == "True"), None)
+    if ready is None:
+        return 0.0
+    try:
+        return (now - parse_time(ready.last_transition_time)).total_seconds()
+    except ValueError:
+        return 0.0
 
 
 def _existed(owner: Owner, previous: ModelDeploymentStatus) -> frozenset[tuple[str, str]]:

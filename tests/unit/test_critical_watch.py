@@ -10,7 +10,8 @@ import pytest
 
 from fake_kube import FakeKube
 from modeldeploy.adapters import providers
-from modeldeploy.adapters.providers.runner import MeasurementRunner
+from modeldeploy.adapters.background import BackgroundRunner
+from modeldeploy.adapters.watcher import BackgroundWatcher
 from modeldeploy.core.analysis import MetricQuery, Raw
 from modeldeploy.reconcile import Reconciler
 from modeldeploy.workqueue import Key
@@ -72,12 +73,13 @@ def answers(monkeypatch: pytest.MonkeyPatch) -> Answers:
 
 def test_a_critical_breach_between_ticks_wakes_the_object_and_rolls_it_back(answers: Answers) -> None:
     woken: list[Key] = []
-    runner = MeasurementRunner(notify=woken.append)
+    runner: BackgroundRunner[list[Raw]] = BackgroundRunner("analysis", woken.append)
+    watcher = BackgroundWatcher(woken.append)
     kube = FakeKube(valid_spec(rollout=ROLLOUT))
-    reconciler = Reconciler(kube, runner=runner)
+    reconciler = Reconciler(kube, runner=runner, watcher=watcher)
     try:
         canary_at_weight(kube, reconciler, woken)
-        assert runner.watching() == 1
+        assert watcher.watching() == 1
         checked = answers.calls
         wait_until(lambda: answers.calls >= checked + 2)  # checks repeat on their own, between ticks
         assert kube.md["status"].get("canary") is not None
@@ -91,15 +93,17 @@ def test_a_critical_breach_between_ticks_wakes_the_object_and_rolls_it_back(answ
         assert "success-rate" in status["lastRollback"]["message"]
         assert "critical bound >= 0.5" in status["lastRollback"]["message"]
         reconciler.reconcile(*KEY)
-        assert runner.watching() == 0, "no canary, nothing to watch"
+        assert watcher.watching() == 0, "no canary, nothing to watch"
     finally:
         runner.close()
+        watcher.close()
 
 
 def test_a_slow_critical_check_never_holds_a_reconcile(answers: Answers) -> None:
-    runner = MeasurementRunner(notify=lambda _: None)
+    runner: BackgroundRunner[list[Raw]] = BackgroundRunner("analysis", lambda _: None)
+    watcher = BackgroundWatcher(lambda _: None)
     kube = FakeKube(valid_spec(rollout=ROLLOUT))
-    reconciler = Reconciler(kube, runner=runner)
+    reconciler = Reconciler(kube, runner=runner, watcher=watcher)
     try:
         canary_at_weight(kube, reconciler, [])
         answers.release.clear()  # every check from now on hangs
@@ -111,17 +115,18 @@ def test_a_slow_critical_check_never_holds_a_reconcile(answers: Answers) -> None
     finally:
         answers.release.set()
         runner.close()
+        watcher.close()
 
 
 def test_a_breach_is_taken_once_and_only_for_its_own_question() -> None:
     woken: list[Key] = []
-    runner = MeasurementRunner(notify=woken.append)
+    watcher = BackgroundWatcher(woken.append)
     try:
-        assert runner.watch(KEY, "canary-a", lambda: "m 0.1 < 0.5", 0.5) is None
+        assert watcher.watch(KEY, "canary-a", lambda: "m 0.1 < 0.5", 0.5) is None
         wait_until(lambda: woken == [KEY])
-        assert runner.watch(KEY, "canary-b", lambda: None, 0.5) is None, "another canary: the old breach is gone"
-        assert runner.watch(KEY, "canary-b", lambda: None, 0.5) is None
-        runner.unwatch(KEY)
-        assert runner.watching() == 0
+        assert watcher.watch(KEY, "canary-b", lambda: None, 0.5) is None, "another canary: the old breach is gone"
+        assert watcher.watch(KEY, "canary-b", lambda: None, 0.5) is None
+        watcher.unwatch(KEY)
+        assert watcher.watching() == 0
     finally:
-        runner.close()
+        watcher.close()

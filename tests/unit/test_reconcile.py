@@ -167,3 +167,22 @@ def test_a_router_kind_the_cluster_does_not_serve_is_reported(traffic: dict[str,
     assert (degraded["status"], degraded["reason"]) == ("True", "RouterUnavailable")
     assert f"the cluster does not serve {kind} (" in degraded["message"]
     assert f"which the {router} traffic router writes" in degraded["message"]
+
+
+def test_pods_are_read_for_a_digest_only_while_one_can_still_come() -> None:
+    """A LIST of pods per reconcile costs the API server a scan of the namespace's pods: it is made while the
+    pods are not ready, and for a short while after, never for an object that has long been Ready (every object
+    after a restart)."""
+    kube = FakeKube(valid_spec())  # an s3:// model: its pods' fetch reports a digest
+    reconciler = Reconciler(kube)
+    reconciler.reconcile("ns", "fraud-scorer")
+    reconciler.reconcile("ns", "fraud-scorer")
+    assert kube.md["status"]["phase"] == "Ready"
+    kube.reads.clear()
+    reconciler.reconcile("ns", "fraud-scorer")
+    assert ("list", "Pod") in kube.reads, "just became ready: a digest may still be reported"
+    ready = next(c for c in kube.md["status"]["conditions"] if c["type"] == "Ready")
+    ready["lastTransitionTime"] = "2026-01-01T00:00:00Z"
+    kube.reads.clear()
+    Reconciler(kube).reconcile("ns", "fraud-scorer")
+    assert ("list", "Pod") not in kube.reads, "long Ready: its pods will report nothing new"

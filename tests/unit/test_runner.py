@@ -12,7 +12,7 @@ import pytest
 
 from fake_kube import FakeKube
 from modeldeploy.adapters import providers
-from modeldeploy.adapters.providers.runner import MeasurementRunner
+from modeldeploy.adapters.background import BackgroundRunner
 from modeldeploy.core.analysis import MetricQuery, Raw
 from modeldeploy.reconcile import Reconciler
 from modeldeploy.workqueue import Key, WorkQueue, in_threads
@@ -69,7 +69,7 @@ def test_a_slow_tick_never_holds_the_reconcile_and_its_answers_are_used_once_it_
     slow = Slow()
     monkeypatch.setattr("modeldeploy.reconcile.providers.measure", slow)
     woken: list[Key] = []
-    runner = MeasurementRunner(notify=woken.append)
+    runner: BackgroundRunner[list[Raw]] = BackgroundRunner("analysis", woken.append)
     kube = FakeKube(valid_spec(rollout=ROLLOUT))
     reconciler = Reconciler(kube, runner=runner)
     try:
@@ -95,7 +95,7 @@ def test_the_finished_tick_wakes_its_object_and_is_consumed_once(monkeypatch: py
     slow = Slow()
     monkeypatch.setattr("modeldeploy.reconcile.providers.measure", slow)
     woken: list[Key] = []
-    runner = MeasurementRunner(notify=woken.append)
+    runner: BackgroundRunner[list[Raw]] = BackgroundRunner("analysis", woken.append)
     kube = FakeKube(valid_spec(rollout=ROLLOUT))
     reconciler = Reconciler(kube, runner=runner)
     try:
@@ -121,7 +121,7 @@ def test_the_finished_tick_wakes_its_object_and_is_consumed_once(monkeypatch: py
 
 
 def test_answers_to_an_older_question_are_never_used() -> None:
-    runner = MeasurementRunner(notify=lambda _: None)
+    runner: BackgroundRunner[list[Raw]] = BackgroundRunner("analysis", lambda _: None)
     release = threading.Event()
 
     def old() -> list[Raw]:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import pytest
 
 from fake_kube import FakeKube
+from modeldeploy.adapters.background import BackgroundRunner
 from modeldeploy.adapters.registries.mlflow import ModelVersion, RegistryError
 from modeldeploy.core.api import MlflowRegistry, RegistryReference
 from modeldeploy.reconcile import Reconciler
-from modeldeploy.sources import SourceResolver
+from modeldeploy.sources import Lookup, SourceResolver
 from specs import valid_spec
 
 ALIAS_URI = "models:/fraud@champion"
@@ -200,3 +203,73 @@ def test_a_spec_that_leaves_the_registry_drops_the_pin(world: Any) -> None:
     reconciler.reconcile("ns", "fraud-scorer")
     assert "source" not in kube.md["status"]
     assert all(c["type"] != "ModelResolved" for c in kube.md["status"]["conditions"])
+
+
+class Hanging(FakeRegistry):
+    """A registry whose lookups block until released (a blackholed MLflow)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def resolve(self, reference: RegistryReference) -> ModelVersion:
+        self.release.wait(10)
+        return super().resolve(reference)
+
+
+def test_a_hanging_registry_holds_no_reconcile_and_its_answer_is_used_when_it_comes() -> None:
+    kube = FakeKube(registry_spec())
+    registry, woken = Hanging(), threading.Event()
+    runner: BackgroundRunner[Lookup] = BackgroundRunner("registry", lambda _key: woken.set())
+    resolver = SourceResolver(kube, client=registry, runner=runner)  # type: ignore[arg-type]
+    reconciler = Reconciler(kube, resolver)
+    try:
+        started = time.monotonic()
+        reconciler.reconcile("ns", "fraud-scorer")
+        assert time.monotonic() - started < 2, "the reconcile waited for the registry"
+        resolved = condition(kube, "ModelResolved")
+        assert (resolved["status"], resolved["reason"]) == ("False", "Resolving")
+        assert ("Deployment", "fraud-scorer") not in kube.objects, "nothing is served before the first answer"
+        reconciler.reconcile("ns", "fraud-scorer")
+        registry.release.set()
+        assert woken.wait(5), "the lookup's end did not queue the object again"
+        reconciler.reconcile("ns", "fraud-scorer")
+        assert kube.md["status"]["source"]["version"] == "7"
+        assert condition(kube, "ModelResolved")["status"] == "True"
+        assert registry.calls == ["resolve champion"], "one lookup, whatever the reconciles meanwhile"
+    finally:
+        runner.close()
+
+
+def test_while_a_retry_runs_the_status_keeps_the_last_failure() -> None:
+    kube = FakeKube(registry_spec())
+    registry, clock = Hanging(), Clock()
+    registry.release.set()
+    runner: BackgroundRunner[Lookup] = BackgroundRunner("registry", lambda _key: None)
+    resolver = SourceResolver(kube, client=registry, clock=clock, runner=runner)  # type: ignore[arg-type]
+    reconciler = Reconciler(kube, resolver)
+
+    def answered() -> None:
+        """Waits for the running lookup to finish, then reconciles, which uses its answer."""
+        deadline = time.monotonic() + 5
+        while runner.running():
+            assert time.monotonic() < deadline, "the lookup did not finish"
+            time.sleep(0.01)
+        reconciler.reconcile("ns", "fraud-scorer")
+
+    try:
+        reconciler.reconcile("ns", "fraud-scorer")
+        answered()
+        reconciler.reconcile("ns", "fraud-scorer")
+        registry.down, clock.now = True, clock.now + 64
+        reconciler.reconcile("ns", "fraud-scorer")
+        answered()
+        assert condition(kube, "ModelResolved")["reason"] == "RegistryUnavailable"
+        registry.release.clear()  # the retry hangs: status must not claim the registry answered
+        clock.now += 5
+        reconciler.reconcile("ns", "fraud-scorer")
+        assert condition(kube, "ModelResolved")["reason"] == "RegistryUnavailable"
+        assert kube.md["status"]["phase"] == "Ready", "the pin keeps serving"
+        registry.release.set()
+    finally:
+        runner.close()
