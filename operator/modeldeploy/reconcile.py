@@ -36,6 +36,7 @@ from modeldeploy.core.render import live_template, pod_template, render
 from modeldeploy.core.repairs import ChildMemory, Repair
 from modeldeploy.core.rollout import (
     Action,
+    CriticalBreach,
     Decision,
     Observed,
     bake_measurement_due,
@@ -223,7 +224,8 @@ class Reconciler:
             watched = critical_revision(unresolved, previous)
             if watched is not None:
                 breach = self._watch_critical(unresolved, owner, previous, watched)
-                observed = replace(observed, critical_breach=breach)
+                if breach is not None:
+                    observed = replace(observed, critical_breach=CriticalBreach(watched, breach))
             else:
                 self.watcher.unwatch((namespace, name))
                 self._resolved.pop((namespace, name), None)

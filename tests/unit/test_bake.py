@@ -17,7 +17,7 @@ from modeldeploy.core.api import (
 )
 from modeldeploy.core.naming import TRACK_LABEL, Owner
 from modeldeploy.core.render import pod_template, render
-from modeldeploy.core.rollout import Decision, Observed, bake_measurement_due, critical_revision, decide
+from modeldeploy.core.rollout import CriticalBreach, Decision, Observed, bake_measurement_due, critical_revision, decide
 from modeldeploy.core.status import DeploymentState, Observation, compute_status, now_rfc3339
 from specs import valid_spec
 
@@ -89,14 +89,25 @@ PROMOTING = ModelDeploymentStatus(
 )
 
 
-def run(prev, stable, seconds=0, s=None, warm=None, measurements=None, breach=None, target=NEW, canary=None):
+def run(
+    prev,
+    stable,
+    seconds=0,
+    s=None,
+    warm=None,
+    measurements=None,
+    breach=None,
+    target=NEW,
+    canary=None,
+    breach_revision=NEW,
+):
     obs = Observed(
         stable=stable,
         canary=canary,
         router_weight=None,
         measurements=measurements,
         previous=warm,
-        critical_breach=breach,
+        critical_breach=CriticalBreach(breach_revision, breach) if breach else None,
     )
     return decide(s or spec(), target, MODEL, obs, prev, T0 + timedelta(seconds=seconds))
 
@@ -324,3 +335,15 @@ def test_the_status_tells_the_bake_and_when_it_ends_and_the_cli_shows_the_time_l
     done = run(d.status, dep(NEW), 100 + BAKE_SECONDS, warm=dep(OLD, replicas=1))
     ended, _ = compute_status(shown, done.status, obs, T0 + timedelta(seconds=100 + BAKE_SECONDS))
     assert all(c.type != "Baking" for c in ended.conditions)
+
+
+def test_a_breach_of_a_superseded_canary_never_rolls_back_the_one_that_replaced_it() -> None:
+    prev = ModelDeploymentStatus(
+        stable=RevisionStatus(revision=OLD, model=OLD_MODEL),
+        canary=canary_status("Progressing", 1, 25),
+        analysis=AnalysisStatus(revision=NEW, time_to_rollback_seconds=10),
+    )
+    d = run(prev, dep(OLD), 1, target=NEWER, breach="ok 0.1 < 0.5 (critical bound >= 0.5)", breach_revision=NEW)
+    assert reasons(d) == ["Superseded", "CanaryStarted"]
+    assert d.status.canary.revision == NEWER
+    assert d.status.last_rollback is None

@@ -57,6 +57,14 @@ def parse_action(value: str) -> Action:
 
 
 @dataclass(frozen=True)
+class CriticalBreach:
+    revision: str
+    """The revision that breached: a breach applies to it alone (never to a canary that replaced it)."""
+    message: str
+    """The metric, its value and the critical bound."""
+
+
+@dataclass(frozen=True)
 class Observed:
     stable: DeploymentState | None
     canary: DeploymentState | None
@@ -69,8 +77,8 @@ class Observed:
     """The analysis templates this tick's measurements used, e.g. 'AnalysisTemplate/std-gates@generation 3'."""
     previous: DeploymentState | None = None
     """The Deployment that keeps the previous revision warm during a promotion and its bake."""
-    critical_breach: str | None = None
-    """A critical bound the canary (or the revision on bake) breached: metric, value and bound."""
+    critical_breach: CriticalBreach | None = None
+    """A critical bound the canary (or the revision on bake) breached."""
 
 
 @dataclass(frozen=True)
@@ -222,9 +230,10 @@ class _Machine:
             return self.decision(False, None, 0)
         if canary is None:
             canary = self._start()
-        if self.obs.critical_breach is not None and canary.phase != "Promoting":
+        breach = self.obs.critical_breach
+        if breach is not None and breach.revision == canary.revision and canary.phase != "Promoting":
             self._answer(action, "the canary breached a critical bound and was rolled back")
-            return self._roll_back(canary, "CriticalBreach", self.obs.critical_breach)
+            return self._roll_back(canary, "CriticalBreach", breach.message)
         if action is not None and action.name == "abort":
             self._answer(action, f"aborted the canary of revision {canary.revision}")
             return self._roll_back(canary, "Aborted", "the canary was aborted by hand")
@@ -581,8 +590,9 @@ class _Machine:
             self.update(bake=None)
             return None
         failure: str | None = None
-        if self.obs.critical_breach is not None:
-            failure = self.obs.critical_breach
+        breach = self.obs.critical_breach
+        if breach is not None and breach.revision == bake.revision:
+            failure = breach.message
         elif self.spec.rollout.analysis is not None:
             # The tick measured what a bake measures (see bake_analysis), one measurement per metric of it.
             rollout = self.spec.rollout.model_copy(update={"analysis": bake_analysis(self.spec.rollout.analysis)})
