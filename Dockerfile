@@ -14,7 +14,7 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/modeldeploy
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 # The versions the test suite ran with: the lock pins every runtime dependency too.
 COPY requirements/dev.lock requirements/dev.lock
 COPY operator/modeldeploy/ operator/modeldeploy/

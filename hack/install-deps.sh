@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what modeldeploy's tests and demo need beyond Go and Python:
-#   - the project's virtual environment .venv (created with `python3 -m venv` if missing), holding the package
-#     in editable mode with its `dev` extra, at the versions pinned in requirements/dev.lock;
+#   - the project's virtual environment .venv (created with `python3 -m venv` if missing), holding every package
+#     pinned in requirements/dev.lock (the runtime dependencies, the extras and the `dev` dependency group), the
+#     package itself in editable mode, and the development tools `modeldeploy_dev` (not in the package's wheel:
+#     a .pth file puts operator/ on the path, and .venv/bin/modeldeploy-dev runs them);
 #   - Prometheus from Debian's packages (the analysis runs against a real Prometheus server).
 # Nothing is installed into the machine's own Python. With --python-only, only the virtual environment.
 set -euo pipefail
@@ -34,7 +36,17 @@ stamp="$VENV/.modeldeploy-installed"
 wanted=$(cat pyproject.toml "$LOCK" | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   echo "installing the Python packages into $VENV (pinned by $LOCK)"
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -c "$LOCK" -e '.[dev]'
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$LOCK"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -e .
+  site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  echo "$PWD/operator" > "$site/modeldeploy-dev-tools.pth"
+  cat > "$VENV/bin/modeldeploy-dev" <<SCRIPT
+#!$PWD/$VENV/bin/python
+from modeldeploy_dev.cli import app
+
+app(prog_name="modeldeploy-dev")
+SCRIPT
+  chmod +x "$VENV/bin/modeldeploy-dev"
   echo "$wanted" > "$stamp"
 fi
 

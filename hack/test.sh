@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs everything modeldeploy needs and runs every check: lint, types, layering, unit and end-to-end tests.
+# Installs everything modeldeploy needs and runs every check: lint, types, layering, workflows, unit and end-to-end
+# tests.
 # Python tools run from the project's virtual environment .venv (hack/install-deps.sh creates it).
 # The end-to-end tests start a real local control plane (built from Go modules on first use, then cached).
 set -euo pipefail
@@ -19,6 +20,9 @@ step "lint (ruff), types (mypy), layering (import-linter)"
 "$bin/mypy"
 "$bin/mypy" --config-file tests/mypy.ini tests
 "$bin/lint-imports"
+
+step "workflows (actionlint, built from Go modules and cached under ${MODELDEPLOY_CACHE:-~/.cache/modeldeploy})"
+bash hack/actionlint.sh
 
 step "control plane binaries (cached under ${MODELDEPLOY_CACHE:-~/.cache/modeldeploy})"
 "$bin/modeldeploy-dev" cluster build

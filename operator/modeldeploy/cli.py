@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.live import Live
 
-from modeldeploy import control
+from modeldeploy import control, report
 from modeldeploy.core import crd as crd_module
 from modeldeploy.core.sharding import MAX_SHARDS, Shard
 
@@ -168,6 +168,7 @@ def _register_controls(target: typer.Typer) -> None:
     target.command(name="retry", help="Start a new canary of a rolled-back revision.")(_action_command("retry"))
     target.command(name="pause", help="Hold the canary where it is until `resume`.")(_pause_command(True))
     target.command(name="resume", help="Let a paused canary go on.")(_pause_command(False))
+    target.command(name="report")(report.command)
 
     @target.command()
     def undo(

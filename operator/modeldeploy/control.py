@@ -75,11 +75,24 @@ def _annotate(custom: client.CustomObjectsApi, namespace: str, name: str, annota
     _merge_patch(custom, namespace, name, {"metadata": {"annotations": annotations}})
 
 
+def whoami() -> str | None:
+    """The user the API server knows us as (SelfSubjectReview, as `kubectl auth whoami`); None if it cannot say."""
+    try:
+        review = client.AuthenticationV1Api().create_self_subject_review(
+            client.V1SelfSubjectReview(api_version="authentication.k8s.io/v1", kind="SelfSubjectReview")
+        )
+    except (ApiException, OSError, ValueError):
+        return None
+    user = review.status.user_info if review.status else None
+    return str(user.username) if user and user.username else None
+
+
 def request(custom: client.CustomObjectsApi, namespace: str, name: str, action: str, wait: float) -> str:
-    """Asks the operator for an action and waits up to `wait` seconds for its answer."""
+    """Asks the operator for an action, naming who asks, and waits up to `wait` seconds for its answer."""
     get(custom, namespace, name)
     action_id = uuid.uuid4().hex[:12]
-    _annotate(custom, namespace, name, {ACTION_ANNOTATION: json.dumps({"action": action, "id": action_id})})
+    body = {"action": action, "id": action_id, "by": whoami()}
+    _annotate(custom, namespace, name, {ACTION_ANNOTATION: json.dumps({k: v for k, v in body.items() if v})})
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         last = (get(custom, namespace, name).get("status") or {}).get("lastAction") or {}

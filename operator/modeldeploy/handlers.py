@@ -14,6 +14,7 @@ from modeldeploy.adapters.background import BackgroundRunner
 from modeldeploy.adapters.cache import CachedKube, Store
 from modeldeploy.adapters.kube import Kube, load_api_client
 from modeldeploy.adapters.watcher import BackgroundWatcher
+from modeldeploy.adapters.webhooks import GateRunner, Notifier
 from modeldeploy.core import api, children
 from modeldeploy.core.naming import MANAGED_BY, MANAGED_BY_LABEL
 from modeldeploy.core.sharding import Shard
@@ -84,7 +85,18 @@ async def start(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> N
     sources = SourceResolver(kube, runner=registry)
     # Critical bounds are checked on the watcher's own threads; a breach queues its object again.
     memo.watcher = BackgroundWatcher(queue_again)
-    reconciler = Reconciler(kube, sources=sources, owns=shard.owns, runner=analysis, watcher=memo.watcher)
+    # Webhook gates and notifications too: a slow receiver never holds a reconcile worker.
+    memo.gates = GateRunner(kube, notify=queue_again)
+    memo.notifier = Notifier(kube)
+    reconciler = Reconciler(
+        kube,
+        sources=sources,
+        owns=shard.owns,
+        runner=analysis,
+        gates=memo.gates,
+        notify=memo.notifier.send,
+        watcher=memo.watcher,
+    )
     metrics.SHARD.labels(shard=str(shard.index), shards=str(shard.count)).set(1)
     if shard.sharded:
         log.info("Serving shard %s: the ModelDeployments in %s", shard, shard.selector())
@@ -105,6 +117,8 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     for runner in memo.runners:
         runner.close()
     memo.watcher.close()
+    memo.gates.close()
+    memo.notifier.close()
     memo.reconcile_pool.shutdown(wait=False, cancel_futures=True)
 
 

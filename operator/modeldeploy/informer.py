@@ -5,7 +5,9 @@ and queues it; a child's event stores the child and queues its owner. Three thin
 
 - an event that only echoes our own write (the cache already holds that version, from the API server's answer)
   queues nothing, except for routing objects, whose weight the status reads back one reconcile after writing it;
-- what a watch's (re)listing delivers is queued behind everything that changed (`RESYNC`), and a listed child
+- a new object's first reconcile (`NEW`) waits behind what changed for the objects already served, so that in a
+  bulk create each reaches Ready as soon as its pods are ready;
+- what a watch's (re)listing delivers is queued behind everything else (`RESYNC`), and a listed child
   queues its owner only if the cache did not have that version yet;
 - no reconcile starts before the cache holds every child: `start()` fills it with one paginated LIST per kind,
   then starts the queue's workers. Kopf's own initial listing then finds it current.
@@ -26,7 +28,7 @@ from modeldeploy.adapters import metrics
 from modeldeploy.adapters.cache import MODELDEPLOYMENT, CachedKube, Ref, Store, controller_of, version_of
 from modeldeploy.core.children import CHILD_RESOURCES, ROUTING_RESOURCES
 from modeldeploy.core.naming import INSTANCE_LABEL
-from modeldeploy.workqueue import CHANGED, RESYNC, Key
+from modeldeploy.workqueue import CHANGED, NEW, RESYNC, Key
 
 
 class Queue(Protocol):
@@ -131,6 +133,8 @@ class Informer:
         self.store.upsert(obj)
         if type is None:
             self.queue.add(key, RESYNC)  # after a start or a relisting, every object is looked at once
+        elif type == "ADDED":
+            self.queue.add(key, NEW)
         elif not echo:
             self.queue.add(key, CHANGED)
 

@@ -18,6 +18,7 @@ from modeldeploy.adapters import metrics, providers
 from modeldeploy.adapters.background import InlineRunner, Runner
 from modeldeploy.adapters.kube import KubeApi
 from modeldeploy.adapters.watcher import InlineWatcher, Watcher
+from modeldeploy.adapters.webhooks import GateRunner, InlineGates
 from modeldeploy.core.analysis import Raw, bake_analysis, critical_analysis, critical_breaches, evaluate, queries
 from modeldeploy.core.api import (
     ActionStatus,
@@ -30,6 +31,7 @@ from modeldeploy.core.api import (
 from modeldeploy.core.children import CHILD_RESOURCES, ROUTING_RESOURCES, routers_writing
 from modeldeploy.core.compare import contains
 from modeldeploy.core.fetch import FetchReport, needs_fetch, read_fetch_report
+from modeldeploy.core.hooks import Delivery, GateAnswer, gate_budget, gate_condition, notifications
 from modeldeploy.core.naming import ACTION_ANNOTATION, PAUSED_ANNOTATION, Owner, canary_name, previous_name
 from modeldeploy.core.presets import SpecError
 from modeldeploy.core.render import live_template, pod_template, render
@@ -71,6 +73,7 @@ DIGEST_WAIT_SECONDS = 120.0
 """How long after a revision's pods are all ready their fetch reports are still read for a digest."""
 APPLY_RETRY_SECONDS = 1.0
 APPLY_RETRY_MAX_SECONDS = 300.0
+GATE_ROUNDS = 4
 _ROUTING_BY_KIND = {resource.kind: resource for resource in ROUTING_RESOURCES}
 
 
@@ -121,6 +124,8 @@ class Reconciler:
         owns: Callable[[str], bool] | None = None,
         runner: Runner[list[Raw]] | None = None,
         watcher: Watcher | None = None,
+        gates: GateRunner | InlineGates | None = None,
+        notify: Callable[[str, str, list[Delivery]], None] | None = None,
     ) -> None:
         self.kube = kube
         self.sources = sources or SourceResolver(kube)
@@ -128,6 +133,10 @@ class Reconciler:
         """Where analysis ticks run: inline by default; the operator gives a `BackgroundRunner` (own threads)."""
         self.watcher: Watcher = watcher or InlineWatcher()
         """Where critical bounds are checked: inline by default; the operator gives a `BackgroundWatcher`."""
+        self.gates = gates or InlineGates(kube)
+        """Where webhook gates are called: inline by default; the operator gives a `GateRunner` (own threads)."""
+        self.notify = notify
+        """Sends notifications without waiting for them (the operator's `Notifier.send`); none when not given."""
         self.children = ChildMemory()
         """The children this process has seen, to tell our own changes from someone else's."""
         self._apply_failures: dict[tuple[str, str], int] = {}
@@ -163,6 +172,7 @@ class Reconciler:
             self.runner.forget((namespace, name))
             self.watcher.unwatch((namespace, name))
             self._resolved.pop((namespace, name), None)
+            self.gates.forget(namespace, name)
             self.children.forget((namespace, name))
             self._apply_failures.pop((namespace, name), None)
             return None
@@ -235,6 +245,14 @@ class Reconciler:
             observation = replace(observation, fetch=fetch, digest=digest)
             model = served_model(spec, previous.source, digest)
             decision = decide(spec, target.revision, model, observed, previous, now)
+            answers: dict[str, GateAnswer] = {}
+            for _ in range(GATE_ROUNDS):  # an answer in may open the next gate (confirm-rollout, then pre-rollout)
+                new = {c.fingerprint: a for c in decision.gate_calls if (a := self.gates.take(namespace, name, c))}
+                if not new:
+                    break
+                answers |= new
+                observed = replace(observed, gate_answers=answers)
+                decision = decide(spec, target.revision, model, observed, previous, now)
             self.sources.tag_outcomes(namespace, declared, _ended(decision))
             stable_template = live_template(stable_live) if stable_live and not decision.stable_runs_target else target
             # A canary Deployment nobody writes any more drains until its scale-down time (its Service with it).
@@ -275,6 +293,8 @@ class Reconciler:
 
         current = decision.status if decision else previous
         status, events = compute_status(stored, current, observation, now)
+        if decision is not None:
+            status = gate_condition(status, observation.spec, decision.gate_held, observation.generation, now)
         events = [*(decision.events if decision else []), *events]
         events += [Event("Warning", repair.reason, repair.message) for repair in repairs]
         if rejected_action is not None:
@@ -307,7 +327,17 @@ class Reconciler:
                 self.kube.emit_event(md, event)
             except ApiException as error:
                 log.warning("[%s/%s] Could not post Event %s: %s", namespace, name, event.reason, error.reason)
+        if decision is not None and self.notify is not None and observation.spec is not None:
+            sends = notifications(
+                namespace, name, meta["uid"], observation.spec.rollout.notifications, decision.events, status, now
+            )
+            if sends:
+                self.notify(namespace, name, sends)
         again = _soonest(decision.requeue_after if decision else retry, look_again)
+        if decision is not None and decision.gate_calls:
+            # The runner queues the object when a call is answered; this is the backstop.
+            calls = max(gate_budget(c.hook, parse_duration(c.hook.timeout)) for c in decision.gate_calls)
+            again = _soonest(again, calls + TICK_GRACE_SECONDS)
         if tick_wait is not None and again is not None:
             # The overdue tick would ask for "now" again and again: the runner queues the object when the tick is
             # done; until then, look again no sooner than its deadline.

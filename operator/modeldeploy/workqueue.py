@@ -17,13 +17,18 @@ Key = tuple[str, str]
 
 
 CHANGED = 0
-"""Something happened that the reconcile has not seen: a new or edited object, a child changed or deleted, a retry,
-a time the reconcile asked to be called back at."""
-RESYNC = 1
+"""Something happened to an object the operator serves that the reconcile has not seen: an edit, a manual action,
+a child changed or deleted (its pods became ready: the object's next step, or its Ready), a retry, a time the
+reconcile asked to be called back at."""
+NEW = 1
+"""An object created while the operator runs. Its first reconcile waits behind what changed, so that in a bulk
+create every object reaches Ready as soon as its pods do, not after the first reconciles of all the objects created
+after it."""
+RESYNC = 2
 """An object seen again by a watch's (re)listing, with nothing known to have changed. After a restart these are
-every object: they wait behind anything that changed, so a new object's first reconcile (and its first Ready) never
+every object: they wait behind anything else, so a new object's first reconcile (and its first Ready) never
 waits for a full pass over thousands of idle ones."""
-PRIORITIES = (CHANGED, RESYNC)
+PRIORITIES = (CHANGED, NEW, RESYNC)
 
 
 class WorkQueue:
@@ -36,8 +41,8 @@ class WorkQueue:
     ) -> None:
         """`handler` returns a delay to be called again after, or None; it raises to be retried.
 
-        Keys wait in one FIFO per priority (`CHANGED` before `RESYNC`); a key queued at a lower priority moves up
-        when it is added again at a higher one. Workers start with `start()`: keys added before wait."""
+        Keys wait in one FIFO per priority (`CHANGED`, then `NEW`, then `RESYNC`); a key queued at a lower priority
+        moves up when it is added again at a higher one. Workers start with `start()`: keys added before wait."""
         self._handler = handler
         self._workers = workers
         self._base_delay = base_delay

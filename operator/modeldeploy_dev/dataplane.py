@@ -4,7 +4,8 @@ generator. The end-to-end tests and the demo use it.
 Model servers run as local processes (KWOK pods run nothing). Prometheus scrapes them through a file_sd target
 list whose labels are the ones a PodMonitor would keep: namespace, modeldeploy_io_track and
 modeldeploy_io_revision. The load generator splits requests in the proportion the operator wrote into the
-router object, so the canary gets the traffic the router would give it.
+router object, so the canary gets the traffic the router would give it. With a `labeller` it also sends the true
+labels later to the feedback endpoint of any running server, as a Service would spread them over both tracks.
 """
 
 from __future__ import annotations
@@ -133,6 +134,7 @@ class ModelServers:
             **{k: v for k, v in os.environ.items() if not k.startswith(("MODEL_", "MODELSERVER_"))},
             "MODEL_NAME": "fraud-scorer",
             "MODEL_VERSION": version,
+            "MODEL_REVISION": revision,
             **model,
             **{f"MODELSERVER_{key.upper()}": str(value) for key, value in faults.items()},
         }
@@ -174,19 +176,46 @@ class ModelServers:
         )
 
 
+Labeller = Callable[[list[float]], float]
+
+
+def reference_labeller() -> Labeller:
+    """The true label of a request to the demo model: the class the built-in model itself predicts, so an
+    unmodified server is always right and one with a prediction shift is wrong where the shift flips the class."""
+    from modelserver.models import builtin_logistic
+
+    model = builtin_logistic()
+    return lambda features: float(model.predict_proba([features])[0][1] >= 0.5)
+
+
 class LoadGenerator:
-    """Sends inference requests, split between the tracks by the weights `read_weights` returns (stable, canary)."""
+    """Sends inference requests, split between the tracks by the weights `read_weights` returns (stable, canary).
+
+    With `labeller`, a share `label_share` of the predictions gets its true label `label_delay` seconds later, in
+    batches to the feedback endpoint of a server picked at random whatever its track."""
 
     def __init__(
-        self, servers: ModelServers, read_weights: Callable[[], tuple[int, int] | None], rate: float = 60.0
+        self,
+        servers: ModelServers,
+        read_weights: Callable[[], tuple[int, int] | None],
+        rate: float = 60.0,
+        labeller: Labeller | None = None,
+        label_share: float = 1.0,
+        label_delay: float = 1.0,
     ) -> None:
         self.servers, self.read_weights, self.interval = servers, read_weights, 1.0 / rate
+        self.labeller, self.label_share, self.label_delay = labeller, label_share, label_delay
         self.weights = {"stable": 100, "canary": 0}
         self.sent = {"stable": 0, "canary": 0}
+        self.labels_sent = 0
+        self.labels_refused = 0
+        self._pending: list[tuple[float, str, float]] = []
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = [
             threading.Thread(target=self._follow_route, daemon=True),
             threading.Thread(target=self._send, daemon=True),
+            threading.Thread(target=self._send_labels, daemon=True),
         ]
 
     def __enter__(self) -> LoadGenerator:
@@ -214,10 +243,43 @@ class LoadGenerator:
                 track = "canary" if total and random.uniform(0, total) < self.weights["canary"] else "stable"
                 server = self.servers.servers.get(track)
                 if server is not None:
-                    body["inputs"][0]["data"] = [random.gauss(0, 1) for _ in range(FEATURES)]
+                    features = [random.gauss(0, 1) for _ in range(FEATURES)]
+                    body["inputs"][0]["data"] = features
                     try:
-                        client.post(f"http://127.0.0.1:{server.port}/v2/models/fraud-scorer/infer", json=body)
+                        response = client.post(
+                            f"http://127.0.0.1:{server.port}/v2/models/fraud-scorer/infer", json=body
+                        )
                         self.sent[track] += 1
+                        if self.labeller and response.status_code == 200 and random.random() < self.label_share:
+                            due = time.monotonic() + self.label_delay
+                            with self._lock:
+                                self._pending.append((due, response.json()["id"], self.labeller(features)))
                     except httpx.HTTPError:
                         pass
                 time.sleep(self.interval)
+
+    def _send_labels(self) -> None:
+        with httpx.Client(timeout=5) as client:
+            while not self._stop.wait(0.5):
+                now = time.monotonic()
+                with self._lock:
+                    due = [item for item in self._pending if item[0] <= now]
+                    self._pending = [item for item in self._pending if item[0] > now]
+                running = list(self.servers.servers.values())
+                if not due or not running:
+                    continue
+                batches: dict[int, list[dict[str, Any]]] = {}
+                for _, identifier, label in due:  # each label to any server, as a Service spreads requests
+                    batches.setdefault(random.choice(running).port, []).append({"id": identifier, "label": label})
+                for port, labels in batches.items():
+                    try:
+                        response = client.post(
+                            f"http://127.0.0.1:{port}/v2/models/fraud-scorer/feedback", json={"labels": labels}
+                        )
+                        accepted = response.status_code == 200
+                    except httpx.HTTPError:
+                        accepted = False
+                    if accepted:
+                        self.labels_sent += len(labels)
+                    else:
+                        self.labels_refused += len(labels)

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from modeldeploy import control
 from modeldeploy.core import crd
+from modeldeploy.report import ReportError, write_report
 from modeldeploy_dev.cluster import ClusterError, LocalCluster, bin_dir, build, cache_dir
 from modeldeploy_dev.dataplane import LoadGenerator, ModelServers, PrometheusServer
 from modeldeploy_dev.kubelet import FetchKubelet
@@ -231,6 +232,21 @@ def registry_act(
     console.print(f"phase {down['status']['phase']}; ModelResolved=False {resolved['reason']}: {resolved['message']}")
 
 
+def audit_report(cluster: LocalCluster, name: str, revision: str) -> Path:
+    """`modeldeploy report` of one rollout, written beside the cluster's state (it outlives the cluster)."""
+    output = cache_dir() / "reports" / f"{name}-{revision}.html"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        written = write_report(NAMESPACE, name, revision, output, None, None, str(cluster.kubeconfig))
+    except ReportError as error:
+        raise DemoError(f"the audit report could not be written: {error}") from error
+    for note in written.notes:
+        console.print(f"note: {note}")
+    for path in (written.html, *written.plots):
+        console.print(f"wrote {path}")
+    return written.html
+
+
 def start_operator(cluster: LocalCluster) -> Operator:
     """The operator in its own session, recorded with the cluster so that `cluster down` stops it too."""
     operator = Operator(Cluster.of(cluster), cluster.state_dir / "logs" / "operator.log", detach=True)
@@ -311,12 +327,15 @@ def run_demo(example: Path, keep: bool) -> None:
 
             console.rule("9. a new MLflow version ships by moving its alias, with no spec change")
             registry_act(cluster, registry.ready(), prometheus, servers)
+
+            console.rule("10. the audit report of the rollback in act 8, made after the fact")
+            report = audit_report(cluster, name, rollback["revision"])
         finally:
             servers.close()
             prometheus.close()
             registry.stop()
 
-        console.rule("10. a malformed spec is refused at admission, with the reason")
+        console.rule("11. a malformed spec is refused at admission, with the reason")
         bad = {**manifest, "spec": {**manifest["spec"], "replicas": 2, "autoscaling": {"maxReplicas": 3}}}
         refused = cluster.kubectl("apply", "-f", "-", input_text=yaml.safe_dump(bad), check=False)
         console.print(f"[red]{refused.stderr.strip()}[/]")
@@ -330,8 +349,9 @@ def run_demo(example: Path, keep: bool) -> None:
             "involvedObject.kind=ModelDeployment",
             "--sort-by=.lastTimestamp",
         )
-        console.rule("11. Events")
+        console.rule("12. Events")
         console.print(events.stdout)
+        console.print(f"[bold]audit report of the rollback in act 8:[/] {report}")
         console.print(f"[bold green]demo finished in {time.monotonic() - started:.1f}s[/]")
     except BaseException:
         console.print(f"logs: {cluster.state_dir / 'logs'}")

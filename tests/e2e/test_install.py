@@ -9,7 +9,11 @@ becoming Ready, with Events, proves the RBAC is enough, and `kubectl auth can-i`
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import subprocess
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from functools import partial
@@ -408,6 +412,10 @@ def test_ha_replicas_elect_one_operator_and_fail_over(fresh_cluster: Cluster, he
         serve_the_example(cluster, namespace)
         assert "Applied Deployment" in active.log()
         assert "Applied Deployment" not in standby.log(), "only the active replica works"
+        # A standby answers its probe: the chart's HA rolling update waits for a new replica to be Ready (while the
+        # old one still works) before it stops an old one.
+        with urllib.request.urlopen(f"http://127.0.0.1:{standby.liveness_port}/healthz", timeout=10) as probe:
+            assert probe.status == 200
 
         active.stop()
         wait_for(lambda: "Resuming operations" in standby.log(), 60, "the standby to take over")
@@ -536,4 +544,167 @@ def test_helm_install_sharded_serves_each_object_from_exactly_one_shard(
     finally:
         for running in operators:
             running.stop()
+        helm("uninstall", RELEASE, "-n", SYSTEM, "--wait", kubeconfig=cluster.kubeconfig)
+
+
+# -- the chart's day-2 options: HA disruptions, roles for users, credentials, a private CA, the CRD upgrade ----------
+
+
+def can_i_as(cluster: Cluster, user: str, *args: str) -> bool:
+    """`kubectl auth can-i` for `user`, impersonated by the local control plane's admin."""
+    result = cluster.kubectl("auth", "can-i", *args, f"--as={user}", check=False)
+    answer = result.stdout.strip()
+    assert answer in ("yes", "no"), f"kubectl auth can-i {' '.join(args)} --as={user}: {answer!r} {result.stderr}"
+    return answer == "yes"
+
+
+def test_helm_install_day2_options(fresh_cluster: Cluster, helm: Helm, tmp_path: Path) -> None:
+    """HA with its PodDisruptionBudget and rolling update, the aggregated view and edit roles (for people bound only
+    to the built-in `view` and `edit`), the opt-in Role for a named credential Secret, and a private CA mounted with
+    extraVolumes: installed for real, under the restricted Pod Security profile."""
+    cluster = fresh_cluster
+    create_namespace(cluster, SYSTEM)
+    namespace = create_namespace(cluster, f"models-{uuid.uuid4().hex[:6]}")
+    cluster.kubectl("create", "configmap", "private-ca", "-n", SYSTEM, "--from-literal=ca.crt=not-a-real-ca")
+    values = tmp_path / "values.yaml"
+    values.write_text(
+        yaml.safe_dump(
+            {
+                "ha": {"enabled": True},
+                "analysisCredentials": {"secrets": {namespace: ["prometheus-token"]}},
+                "extraEnv": [{"name": "SSL_CERT_FILE", "value": "/etc/modeldeploy/ca/ca.crt"}],
+                "extraVolumes": [{"name": "private-ca", "configMap": {"name": "private-ca"}}],
+                "extraVolumeMounts": [{"name": "private-ca", "mountPath": "/etc/modeldeploy/ca", "readOnly": True}],
+                "podSecurityContext": {"fsGroup": 65532},
+            }
+        )
+    )
+    helm(
+        *("install", RELEASE, str(CHART), "-n", SYSTEM, "-f", str(values), "--wait", "--timeout", "120s"),
+        kubeconfig=cluster.kubeconfig,
+    )
+    try:
+        deployment = wait_installed(cluster, replicas=2)
+        assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"]["fsGroup"] == 65532
+        assert {"name": "SSL_CERT_FILE", "value": "/etc/modeldeploy/ca/ca.crt"} in pod["containers"][0]["env"]
+        # The disruption controller counts both replicas healthy and allows evicting one of them, not both.
+        budget = wait_for(
+            lambda: (
+                (b := cluster.get("poddisruptionbudget", RELEASE, SYSTEM))
+                and (b.get("status") or {}).get("currentHealthy") == 2
+                and b
+            ),
+            120,
+            "the PodDisruptionBudget to count both replicas",
+        )
+        assert budget["status"]["disruptionsAllowed"] == 1
+        assert budget["status"]["expectedPods"] == 2
+
+        # People bound only to the built-in roles, in one namespace.
+        cluster.kubectl("create", "rolebinding", "editors", "--clusterrole=edit", "--user=alice", "-n", namespace)
+        cluster.kubectl("create", "rolebinding", "viewers", "--clusterrole=view", "--user=bob", "-n", namespace)
+        md = "modeldeployments.modeldeploy.io"
+        # The clusterrole-aggregation controller folds the chart's roles into view, edit and admin.
+        wait_for(lambda: can_i_as(cluster, "bob", "list", md, "-n", namespace), 60, "view to aggregate our role")
+        wait_for(lambda: can_i_as(cluster, "alice", "patch", md, "-n", namespace), 60, "edit to aggregate our role")
+        expected = {
+            ("alice", "get", md): True,
+            ("alice", "patch", md): True,  # promote, abort, retry, pause, resume: annotations
+            ("alice", "create", md): True,
+            ("alice", "delete", md): True,
+            ("alice", "create", "analysistemplates.modeldeploy.io"): True,
+            ("alice", "patch", md, "--subresource=status"): False,
+            ("bob", "get", md): True,
+            ("bob", "watch", md): True,
+            ("bob", "get", md, "--subresource=status"): True,
+            ("bob", "list", "analysistemplates.modeldeploy.io"): True,
+            ("bob", "patch", md): False,
+            ("bob", "create", md): False,
+            ("bob", "delete", md): False,
+        }
+        found = {case: can_i_as(cluster, case[0], *case[1:], "-n", namespace) for case in expected}
+        assert found == expected
+        # Outside the namespace they are bound in, neither may do anything with ModelDeployments.
+        assert not can_i_as(cluster, "alice", "get", md, "-n", SYSTEM)
+        assert not can_i_as(cluster, "bob", "get", md, "-n", SYSTEM)
+
+        # And for real: the editor's control annotation is accepted, the viewer's refused.
+        assert cluster.apply(modeldeployment("scorer", namespace, example_spec())).returncode == 0
+        promote = ("annotate", "mdep", "scorer", "-n", namespace, 'modeldeploy.io/action={"action":"promote","id":"1"}')
+        assert cluster.kubectl(*promote, "--as=alice", check=False).returncode == 0
+        refused = cluster.kubectl(*promote, "--overwrite", "--as=bob", check=False)
+        assert refused.returncode != 0
+        assert "forbidden" in refused.stderr.lower()
+
+        # The operator may get the one named Secret in that namespace, and no other Secret anywhere.
+        assert can_i(cluster, "get", "secret/prometheus-token", "-n", namespace)
+        assert not can_i(cluster, "get", "secret/other", "-n", namespace)
+        assert not can_i(cluster, "list", "secrets", "-n", namespace)
+        assert not can_i(cluster, "get", "secret/prometheus-token", "-n", SYSTEM)
+    finally:
+        helm("uninstall", RELEASE, "-n", SYSTEM, "--wait", kubeconfig=cluster.kubeconfig)
+    assert cluster.get("poddisruptionbudget", RELEASE, SYSTEM) is None
+    assert cluster.get("role", f"{RELEASE}-analysis-credentials", namespace) is None
+    assert gone(cluster, "clusterrole", f"{RELEASE}-aggregate-to-edit")
+    wait_for(
+        lambda: not can_i_as(cluster, "alice", "patch", "modeldeployments.modeldeploy.io", "-n", namespace),
+        60,
+        "edit to lose the chart's rules after the uninstall",
+    )
+
+
+CRD_UPGRADE = "helm show crds {chart} | kubectl apply --server-side --force-conflicts -f -"
+
+
+def test_crd_upgrade_with_the_documented_command(fresh_cluster: Cluster, helm: Helm, tmp_path: Path) -> None:
+    """`helm upgrade` leaves the CRD as it was (Helm never upgrades crds/); the README's command updates it to the new
+    chart's, and the ModelDeployments stored under the old one stay."""
+    cluster = fresh_cluster
+    create_namespace(cluster, SYSTEM)
+    namespace = create_namespace(cluster, f"models-{uuid.uuid4().hex[:6]}")
+    assert CRD_UPGRADE.format(chart="charts/modeldeploy") in (CHART.parents[1] / "README.md").read_text()
+    crd_name = "modeldeployments.modeldeploy.io"
+    # The chart as released before: its CRD lacks a printer column the new chart's has.
+    old_chart = tmp_path / "old" / "modeldeploy"
+    shutil.copytree(CHART, old_chart)
+    crd_file = old_chart / "crds" / "modeldeploy.io_modeldeployments.yaml"
+    old_crd = yaml.safe_load(crd_file.read_text())
+    columns = old_crd["spec"]["versions"][0]["additionalPrinterColumns"]
+    dropped = columns.pop()
+    crd_file.write_text(yaml.safe_dump(old_crd))
+
+    def live_columns() -> list[str]:
+        crd = json.loads(cluster.kubectl("get", "crd", crd_name, "-o", "json").stdout)
+        return [c["name"] for c in crd["spec"]["versions"][0].get("additionalPrinterColumns", [])]
+
+    helm("install", RELEASE, str(old_chart), "-n", SYSTEM, "--wait", "--timeout", "120s", kubeconfig=cluster.kubeconfig)
+    try:
+        wait_installed(cluster)
+        assert dropped["name"] not in live_columns()
+        assert cluster.apply(modeldeployment("kept", namespace, example_spec())).returncode == 0
+
+        helm("upgrade", RELEASE, str(CHART), "-n", SYSTEM, "--wait", "--timeout", "120s", kubeconfig=cluster.kubeconfig)
+        assert dropped["name"] not in live_columns(), "helm upgrade changed the CRD; the README says it does not"
+
+        # The documented command, as a shell pipeline with this cluster's helm and kubectl.
+        command = CRD_UPGRADE.format(chart=CHART)
+        env = {**os.environ, "PATH": f"{Path(cluster.kubectl_path).parent}{os.pathsep}{os.environ['PATH']}"}
+        env["KUBECONFIG"] = str(cluster.kubeconfig)
+        env.update({f"HELM_{d.upper()}_HOME": str(helm.home / d) for d in ("config", "cache", "data")})
+        result = subprocess.run(
+            ["bash", "-o", "pipefail", "-c", command], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0, result.stderr
+        assert f"customresourcedefinition.apiextensions.k8s.io/{crd_name} serverside-applied" in result.stdout
+        cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd_name}", "--timeout=60s")
+        assert live_columns() == [
+            c["name"]
+            for c in yaml.safe_load((CHART / "crds" / crd_file.name).read_text())["spec"]["versions"][0][
+                "additionalPrinterColumns"
+            ]
+        ]
+        assert cluster.get("mdep", "kept", namespace) is not None
+    finally:
         helm("uninstall", RELEASE, "-n", SYSTEM, "--wait", kubeconfig=cluster.kubeconfig)

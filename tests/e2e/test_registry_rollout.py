@@ -53,7 +53,7 @@ FEATURES = [[0.3, -1.2, 0.8, 0.1]]
 METRICS = [
     {"name": "success-rate", "builtin": "successRate", "window": "10s", "min": 0.95},
     {"name": "p99-latency", "builtin": "latencyP99", "window": "10s", "relative": {"maxRatio": 3}, "max": 0.2},
-    {"name": "drift", "builtin": "predictionDrift", "window": "10s", "max": 0.25, "minSamples": 200},
+    {"name": "drift", "builtin": "predictionDrift", "window": "30s", "max": 0.25, "minSamples": 200},
 ]
 
 

@@ -47,8 +47,20 @@ def find(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> list
     return [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
 
 
+AGGREGATE_LABELS = ("rbac.authorization.k8s.io/aggregate-to-view", "rbac.authorization.k8s.io/aggregate-to-edit")
+
+
+def is_aggregated(doc: dict[str, Any]) -> bool:
+    """A ClusterRole for users (folded into view, edit and admin), not for the operator."""
+    return any(label in doc["metadata"].get("labels", {}) for label in AGGREGATE_LABELS)
+
+
+def operator_roles(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] in ("Role", "ClusterRole") and not is_aggregated(d)]
+
+
 def rules_of(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [rule for d in docs if d["kind"] in ("Role", "ClusterRole") for rule in d["rules"]]
+    return [rule for d in operator_roles(docs) for rule in d["rules"]]
 
 
 def assert_least_privilege(docs: list[dict[str, Any]]) -> None:
@@ -65,6 +77,11 @@ def assert_least_privilege(docs: list[dict[str, Any]]) -> None:
 def test_helm_lint_passes_and_enforces_the_values_schema(helm: Helm, tmp_path: Path) -> None:
     helm("lint", "--strict", str(CHART))
     helm("lint", "--strict", str(CHART), "--set", "rbac.scope=namespaced", "--set", "watchNamespaces={a,b}")
+    helm(
+        *("lint", "--strict", str(CHART), "--set", "ha.enabled=true", "--set", "sharding.shards=2"),
+        *("--set", "analysisCredentials.secrets.risk={prometheus-token}", "--set", "extraEnv[0].name=HTTPS_PROXY"),
+        *("--set", "podSecurityContext.runAsUser=null", "--set", "rbac.aggregateRoles=false"),
+    )
 
     wrong_type = tmp_path / "wrong-type.yaml"
     wrong_type.write_text(yaml.safe_dump({"operator": {"workers": "four"}}))
@@ -89,6 +106,10 @@ def test_helm_lint_passes_and_enforces_the_values_schema(helm: Helm, tmp_path: P
         (["rbac.scope=namespaced"], "rbac.scope=namespaced needs at least one namespace in watchNamespaces"),
         (["watchNamespaces={a}"], "watchNamespaces is only used with rbac.scope=namespaced"),
         (["serviceAccount.create=false"], "serviceAccount.name is required when serviceAccount.create is false"),
+        (
+            ["ha.enabled=true", "strategy.type=Recreate"],
+            "strategy.type=Recreate with ha.enabled would stop every replica",
+        ),
     ],
 )
 def test_helm_refuses_values_it_cannot_honour(helm: Helm, values: list[str], message: str) -> None:
@@ -106,13 +127,15 @@ def test_helm_template_cluster_scope(helm: Helm) -> None:
     docs = render(helm)
     assert sorted((d["kind"], d["metadata"]["name"]) for d in docs) == [
         ("ClusterRole", "modeldeploy"),
+        ("ClusterRole", "modeldeploy-aggregate-to-edit"),
+        ("ClusterRole", "modeldeploy-aggregate-to-view"),
         ("ClusterRoleBinding", "modeldeploy"),
         ("Deployment", "modeldeploy"),
         ("Service", "modeldeploy-metrics"),
         ("ServiceAccount", "modeldeploy"),
     ]
     assert_least_privilege(docs)
-    assert find(docs, "ClusterRole")[0]["rules"] == [*NAMESPACED_RULES, CRD_RULE, CLUSTER_TEMPLATES_RULE]
+    assert find(docs, "ClusterRole", "modeldeploy")[0]["rules"] == [*NAMESPACED_RULES, CRD_RULE, CLUSTER_TEMPLATES_RULE]
     binding = find(docs, "ClusterRoleBinding")[0]
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "modeldeploy"}
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": SYSTEM}]
@@ -173,7 +196,7 @@ def test_helm_template_namespaced_scope(helm: Helm) -> None:
         assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "modeldeploy"}
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": SYSTEM}]
     # The only cluster-scoped grant: reading namespaces and CRDs, which Kopf scans, and ClusterAnalysisTemplates.
-    (cluster_role,) = find(docs, "ClusterRole")
+    (cluster_role,) = [d for d in operator_roles(docs) if d["kind"] == "ClusterRole"]
     assert cluster_role["metadata"]["name"] == "modeldeploy-discovery"
     assert cluster_role["rules"] == [CRD_RULE, NAMESPACES_RULE, CLUSTER_TEMPLATES_RULE]
     (cluster_binding,) = find(docs, "ClusterRoleBinding")
@@ -319,3 +342,172 @@ def test_the_schema_refuses_an_impossible_number_of_shards(helm: Helm, shards: s
     result = helm("template", "x", str(CHART), "--set", f"sharding.shards={shards}", check=False)
     assert result.returncode != 0
     assert "/sharding/shards" in result.stderr, result.stderr
+
+
+# -- HA upgrades and disruptions ---------------------------------------------------------------------------------
+
+
+def test_one_replica_recreates_and_has_no_disruption_budget(helm: Helm) -> None:
+    docs = render(helm)
+    assert find(docs, "Deployment")[0]["spec"]["strategy"] == {"type": "Recreate"}
+    assert not find(docs, "PodDisruptionBudget"), "a budget for one replica would block every node drain"
+
+
+@pytest.mark.parametrize("shards", [1, 3])
+def test_ha_rolls_one_replica_at_a_time_and_keeps_one_through_drains(helm: Helm, shards: int) -> None:
+    docs = render(helm, "--set", "ha.enabled=true", "--set", "ha.replicas=3", "--set", f"sharding.shards={shards}")
+    deployments = find(docs, "Deployment")
+    budgets = find(docs, "PodDisruptionBudget")
+    assert [b["metadata"]["name"] for b in budgets] == [d["metadata"]["name"] for d in deployments]
+    for deployment, budget in zip(deployments, budgets, strict=True):
+        assert deployment["spec"]["strategy"] == {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+        }, "an upgrade starts a new replica before it stops an old one"
+        assert budget["spec"]["minAvailable"] == 1
+        assert budget["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+        # The budget covers exactly this Deployment's pods: its own shard's, no other's.
+        assert budget["spec"]["selector"] == deployment["spec"]["selector"]
+        pod_labels = [d["spec"]["template"]["metadata"]["labels"].items() for d in deployments]
+        selector = budget["spec"]["selector"]["matchLabels"].items()
+        assert [selector <= labels for labels in pod_labels] == [d is deployment for d in deployments]
+
+
+def test_ha_budget_and_strategy_can_be_changed(helm: Helm) -> None:
+    docs = render(helm, "--set", "ha.enabled=true", "--set", "ha.podDisruptionBudget.enabled=false")
+    assert not find(docs, "PodDisruptionBudget")
+    docs = render(
+        helm,
+        *("--set", "ha.enabled=true", "--set", "ha.podDisruptionBudget.minAvailable=50%"),
+        *("--set", "strategy.type=RollingUpdate", "--set", "strategy.rollingUpdate.maxUnavailable=1"),
+    )
+    assert find(docs, "PodDisruptionBudget")[0]["spec"]["minAvailable"] == "50%"
+    assert find(docs, "Deployment")[0]["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 1},
+    }
+
+
+# -- roles for users -------------------------------------------------------------------------------------------
+
+READ = ["get", "list", "watch"]
+
+
+@pytest.mark.parametrize("scope", [[], ["--set", "rbac.scope=namespaced", "--set", "watchNamespaces={a}"]])
+def test_aggregate_roles_let_view_read_and_edit_control(helm: Helm, scope: list[str]) -> None:
+    docs = render(helm, *scope)
+    view = find(docs, "ClusterRole", "modeldeploy-aggregate-to-view")[0]
+    edit = find(docs, "ClusterRole", "modeldeploy-aggregate-to-edit")[0]
+    assert view["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+    assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    assert "rbac.authorization.k8s.io/aggregate-to-edit" not in view["metadata"]["labels"]
+    for group, resource, verb in [
+        ("modeldeploy.io", "modeldeployments", "list"),
+        ("modeldeploy.io", "modeldeployments/status", "get"),
+        ("modeldeploy.io", "analysistemplates", "watch"),
+        ("modeldeploy.io", "clusteranalysistemplates", "get"),
+    ]:
+        assert granted(view["rules"], group, resource, verb), (resource, verb)
+    assert all(rule["verbs"] == READ for rule in view["rules"]), "view only reads"
+    # The controls are annotations: patch. Edit never writes the status, which only the operator writes.
+    for resource, verb in [
+        ("modeldeployments", "patch"),
+        ("modeldeployments", "create"),
+        ("analysistemplates", "delete"),
+    ]:
+        assert granted(edit["rules"], "modeldeploy.io", resource, verb), (resource, verb)
+    assert not any("modeldeployments/status" in rule["resources"] for rule in edit["rules"])
+    assert not any("clusteranalysistemplates" in rule["resources"] for rule in edit["rules"])
+    for rule in view["rules"] + edit["rules"]:
+        assert rule["apiGroups"] == ["modeldeploy.io"]
+        assert not any("*" in item for field in ("resources", "verbs") for item in rule[field])
+    assert not find(render(helm, *scope, "--set", "rbac.aggregateRoles=false"), "ClusterRole", edit["metadata"]["name"])
+
+
+def granted(rules: list[dict[str, Any]], group: str, resource: str, verb: str) -> bool:
+    return any(group in r["apiGroups"] and resource in r["resources"] and verb in r["verbs"] for r in rules)
+
+
+def test_analysis_credentials_are_read_only_by_name_and_only_when_asked(helm: Helm) -> None:
+    assert not [r for r in rules_of(render(helm)) if {"secrets", "configmaps"} & set(r["resources"])]
+    docs = render(
+        helm,
+        *("--set", "analysisCredentials.secrets.risk={prometheus-token,amp-keys}"),
+        *("--set", "analysisCredentials.configMaps.risk={prometheus-ca}"),
+        *("--set", "analysisCredentials.configMaps.fraud={prometheus-ca}"),
+    )
+    roles = {r["metadata"]["namespace"]: r for r in find(docs, "Role", "modeldeploy-analysis-credentials")}
+    assert roles["risk"]["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": ["prometheus-token", "amp-keys"],
+            "verbs": ["get"],
+        },
+        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["prometheus-ca"], "verbs": ["get"]},
+    ]
+    assert roles["fraud"]["rules"] == [
+        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["prometheus-ca"], "verbs": ["get"]}
+    ]
+    bindings = {b["metadata"]["namespace"]: b for b in find(docs, "RoleBinding", "modeldeploy-analysis-credentials")}
+    assert bindings.keys() == roles.keys()
+    for binding in bindings.values():
+        assert binding["roleRef"]["name"] == "modeldeploy-analysis-credentials"
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": SYSTEM}]
+    # Every grant on a Secret anywhere in the chart names the Secret.
+    for rule in rules_of(docs):
+        if "secrets" in rule["resources"]:
+            assert rule["resourceNames"], rule
+            assert rule["verbs"] == ["get"], rule
+
+
+# -- the pod: environment, volumes, security contexts ----------------------------------------------------------
+
+
+def test_extra_env_and_volumes_mount_a_private_ca(helm: Helm, tmp_path: Path) -> None:
+    values = tmp_path / "ca.yaml"
+    values.write_text(
+        yaml.safe_dump(
+            {
+                "extraEnv": [{"name": "SSL_CERT_FILE", "value": "/etc/modeldeploy/ca/ca.crt"}],
+                "extraVolumes": [{"name": "private-ca", "configMap": {"name": "private-ca"}}],
+                "extraVolumeMounts": [{"name": "private-ca", "mountPath": "/etc/modeldeploy/ca", "readOnly": True}],
+            }
+        )
+    )
+    deployment = find(render(helm, "-f", str(values)), "Deployment")[0]
+    container = operator_container(deployment)
+    assert container["env"] == [
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+        {"name": "SSL_CERT_FILE", "value": "/etc/modeldeploy/ca/ca.crt"},
+    ]
+    assert container["volumeMounts"][1:] == [
+        {"name": "private-ca", "mountPath": "/etc/modeldeploy/ca", "readOnly": True}
+    ]
+    volumes = deployment["spec"]["template"]["spec"]["volumes"]
+    assert [v["name"] for v in volumes] == ["tmp", "private-ca"]
+    assert volumes[1]["configMap"] == {"name": "private-ca"}
+
+
+def test_security_contexts_without_fixed_ids_for_openshift(helm: Helm) -> None:
+    unset = ("runAsUser=null", "runAsGroup=null")
+    sets = [
+        arg
+        for ctx in ("podSecurityContext", "containerSecurityContext")
+        for u in unset
+        for arg in ("--set", f"{ctx}.{u}")
+    ]
+    deployment = find(render(helm, *sets), "Deployment")[0]
+    pod = deployment["spec"]["template"]["spec"]["securityContext"]
+    container = operator_container(deployment)["securityContext"]
+    assert pod == {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    assert container == {
+        "runAsNonRoot": True,
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    custom = find(render(helm, "--set", "podSecurityContext.fsGroup=2000"), "Deployment")[0]
+    assert custom["spec"]["template"]["spec"]["securityContext"]["fsGroup"] == 2000
+    assert custom["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == 65532

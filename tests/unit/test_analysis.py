@@ -146,3 +146,109 @@ def test_mlserver_presets_use_its_real_metric_names() -> None:
     )
     assert 'rest_server_requests_total{namespace="risk",modeldeploy_io_revision="c1",status_code!~"5.."}' in ok.canary
     assert "rest_server_request_duration_seconds_bucket" in p99.canary
+
+
+def test_accuracy_and_error_count_labels_for_the_revision_of_the_prediction_with_a_minimum() -> None:
+    accuracy, error = queries(
+        analysis(
+            {"name": "acc", "builtin": "accuracy", "window": "10m", "minLabels": 50, "relative": {"maxDecrease": 0.02}},
+            {"name": "mae", "builtin": "meanAbsoluteError", "max": 0.3},
+        ),
+        "modelserver",
+        "risk",
+        "fraud",
+        "canary1",
+        "stable1",
+    )
+    assert accuracy.kind == "scalar"
+    assert accuracy.canary == (
+        '(sum(increase(modelserver_feedback_correct_total{namespace="risk",prediction_revision="canary1"}[10m])) '
+        '/ sum(increase(modelserver_feedback_labels_total{namespace="risk",prediction_revision="canary1"}[10m]))) '
+        'and on() (sum(increase(modelserver_feedback_labels_total{namespace="risk",prediction_revision="canary1"}'
+        "[10m])) >= 50)"
+    )
+    assert accuracy.stable is not None
+    assert 'prediction_revision="stable1"' in accuracy.stable
+    assert "modeldeploy_io_revision" not in accuracy.canary, "not the pod's revision: any pod may count a label"
+    assert "modelserver_feedback_error_sum" in error.canary
+    assert "modelserver_feedback_error_count" in error.canary
+    assert ">= 100)" in error.canary, "minLabels defaults to 100"
+    assert error.stable is None
+
+
+@pytest.mark.parametrize(
+    ("fields", "raw", "result", "says"),
+    [
+        ({"builtin": "accuracy", "min": 0.9}, Raw(canary=0.95), "Successful", "within"),
+        ({"builtin": "accuracy", "min": 0.9}, Raw(canary=0.8), "Failed", "< 0.9"),
+        ({"builtin": "accuracy", "min": 0.9, "minLabels": 30}, Raw(canary=None), "NoData", "fewer than 30 labels"),
+        ({"builtin": "accuracy", "relative": {"maxDecrease": 0.02}}, Raw(canary=0.9, stable=0.95), "Failed", "below"),
+        (
+            {"builtin": "accuracy", "relative": {"maxDecrease": 0.02}},
+            Raw(canary=0.9, stable=None),
+            "NoData",
+            "labels for the stable track",
+        ),
+        ({"builtin": "meanAbsoluteError", "max": 0.2}, Raw(canary=0.3), "Failed", "> 0.2"),
+        ({"builtin": "meanAbsoluteError", "max": 0.2}, Raw(canary=None), "NoData", "fewer than 100 labels"),
+    ],
+)
+def test_too_few_labels_is_no_data_never_a_pass(fields, raw, result, says) -> None:
+    measured = evaluate(metric(**fields), raw, AT)
+    assert measured.result == result
+    assert says in measured.message
+
+
+def test_drift_compares_the_tracks_over_the_window_or_a_reference_window_for_stable() -> None:
+    windowed, referenced = queries(
+        analysis(
+            {"name": "drift", "builtin": "predictionDrift", "window": "5m", "max": 0.2},
+            {"name": "drift-ref", "builtin": "predictionDrift", "window": "5m", "referenceWindow": "1h", "max": 0.2},
+        ),
+        "modelserver",
+        "risk",
+        "fraud",
+        "canary1",
+        "stable1",
+    )
+    selector = 'namespace="risk",modeldeploy_io_revision="{}"'
+    assert (
+        windowed.canary == f"sum by (le) (increase(modelserver_prediction_bucket{{{selector.format('canary1')}}}[5m]))"
+    )
+    assert (
+        windowed.stable == f"sum by (le) (increase(modelserver_prediction_bucket{{{selector.format('stable1')}}}[5m]))"
+    )
+    assert referenced.canary == windowed.canary
+    assert referenced.stable is not None
+    assert referenced.stable.endswith("[1h]))")
+
+
+def cumulative(counts: list[int]) -> dict[float, float]:
+    """{bucket bound: cumulative count} of ten equal buckets over [0, 1] holding `counts`."""
+    out, total = {}, 0.0
+    for index, count in enumerate(counts):
+        total += count
+        out[round(0.1 * (index + 1), 1)] = total
+    return out
+
+
+def test_a_late_drift_that_the_history_dilutes_is_caught_over_the_window() -> None:
+    """What each form sees after a day of the same predictions on both tracks and a drifted last window on the
+    canary: since the pods started, the drift is diluted below the bound; over the window it is plain."""
+    normal = [5, 10, 15, 20, 20, 15, 8, 4, 2, 1]
+    drifted = [1, 2, 4, 8, 15, 20, 20, 15, 10, 5]
+    day = [c * 100 for c in normal]
+    canary_window, stable_window = [c * 3 for c in drifted], [c * 3 for c in normal]
+    drift = metric(builtin="predictionDrift", max=0.2, minSamples=200)
+    since_start = Raw(
+        canary=cumulative([d + w for d, w in zip(day, canary_window, strict=True)]),
+        stable=cumulative([d + w for d, w in zip(day, stable_window, strict=True)]),
+    )
+    over_window = Raw(canary=cumulative(canary_window), stable=cumulative(stable_window))
+    assert evaluate(drift, since_start, AT).result == "Successful"
+    caught = evaluate(drift, over_window, AT)
+    assert caught.result == "Failed"
+    assert caught.value is not None
+    assert caught.value > 0.5
+    young = Raw(canary=cumulative([c // 2 for c in drifted]), stable=cumulative(stable_window))
+    assert evaluate(drift, young, AT).result == "NoData", "a young series' few predictions are no data, not drift"

@@ -78,6 +78,16 @@ def test_schema_is_draft7_and_accepts_the_defaults() -> None:
         ("modelPodMonitor.port", 8080, "8080 is not of type 'string'"),
         ("strategy.type", "BlueGreen", "'BlueGreen' is not one of ['Recreate', 'RollingUpdate']"),
         ("podAnnotations", {"a": 1}, "1 is not of type 'string'"),
+        ("strategy", {"type": "Recreate", "rollingUpdate": {"maxSurge": 1}}, "'RollingUpdate' was expected"),
+        ("strategy", {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "lots"}}, "'lots' does not match"),
+        ("ha.podDisruptionBudget", {"enabled": True, "minAvailable": 0}, "0 is less than the minimum of 1"),
+        ("rbac.aggregateRoles", "yes", "'yes' is not of type 'boolean'"),
+        ("extraEnv", [{"value": "x"}], "'name' is a required property"),
+        ("extraVolumeMounts", [{"name": "ca", "mountPath": "etc/ca"}], "'etc/ca' does not match"),
+        ("analysisCredentials.secrets", {"risk": "token"}, "'token' is not of type 'array'"),
+        ("analysisCredentials.secrets", {"Risk!": ["token"]}, "'Risk!' does not match"),
+        ("analysisCredentials.secrets", {"risk": []}, "should be non-empty"),
+        ("analysisCredentials.serviceAccounts", {}, "'serviceAccounts' was unexpected"),
     ],
 )
 def test_schema_rejects_bad_values(path: str, value: Any, message: str) -> None:
@@ -110,9 +120,15 @@ def _schema_paths(node: dict[str, Any], prefix: str = "") -> list[str]:
 
 def test_every_value_is_in_the_schema_and_used_by_a_template() -> None:
     value_paths = _paths(values())
-    free_form = {"resources.requests", "resources.limits"}  # maps whose keys the schema leaves open
-    leaves = {p for p in value_paths if not any(p.startswith(f"{f}.") for f in free_form)} | free_form
-    assert leaves == set(_schema_paths(schema())), "values.yaml and values.schema.json list different keys"
+    # Maps whose keys the schema leaves open (Kubernetes' own types), or whose default is empty (`strategy`).
+    free_form = {"resources.requests", "resources.limits", "podSecurityContext", "containerSecurityContext", "strategy"}
+
+    def collapsed(paths: list[str]) -> set[str]:
+        return {p for p in paths if not any(p.startswith(f"{f}.") for f in free_form)} | free_form
+
+    assert collapsed(value_paths) == collapsed(_schema_paths(schema())), (
+        "values.yaml and values.schema.json list different keys"
+    )
     assert all(
         schema()["properties"][key].get("additionalProperties") is False for key in ("image", "operator", "rbac")
     )
@@ -132,8 +148,15 @@ def test_defaults_are_the_documented_ones() -> None:
     }
     assert defaults["rbac"]["scope"] == "cluster"
     assert defaults["watchNamespaces"] == []
-    assert defaults["ha"] == {"enabled": False, "replicas": 2}
-    assert defaults["strategy"] == {"type": "Recreate"}
+    assert defaults["ha"] == {
+        "enabled": False,
+        "replicas": 2,
+        "podDisruptionBudget": {"enabled": True, "minAvailable": 1},
+    }
+    assert defaults["strategy"] == {}, "empty: the chart picks Recreate for one replica, a rolling update for HA"
+    assert defaults["rbac"]["aggregateRoles"] is True
+    assert defaults["analysisCredentials"] == {"secrets": {}, "configMaps": {}}, "no Secret is read unless named"
+    assert (defaults["extraEnv"], defaults["extraVolumes"], defaults["extraVolumeMounts"]) == ([], [], [])
     assert defaults["serviceMonitor"]["enabled"] is False
     assert defaults["modelPodMonitor"]["enabled"] is False
 

@@ -1,5 +1,5 @@
-"""requirements/dev.lock pins every dependency that `pip install -e '.[dev]'` brings in by name, at a version
-pyproject.toml allows."""
+"""requirements/dev.lock pins every dependency that the development environment needs (the runtime ones, the
+locked extras and the `dev` dependency group) by name, at a version pyproject.toml allows."""
 
 from __future__ import annotations
 
@@ -13,12 +13,22 @@ from packaging.utils import canonicalize_name
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def locked_extras() -> list[str]:
+    """The extras hack/lock.sh pins (its EXTRAS)."""
+    match = re.search(r"^EXTRAS=\((.*)\)$", (ROOT / "hack" / "lock.sh").read_text(), re.M)
+    assert match, "hack/lock.sh no longer sets EXTRAS"
+    return match.group(1).split()
+
+
 def declared() -> list[Requirement]:
-    """The runtime dependencies and those of the `dev` extra, following the extras it names of the project."""
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    """The runtime dependencies, those of the locked extras (following the extras they name of the project), and
+    the `dev` dependency group."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    project = pyproject["project"]
     extras = project["optional-dependencies"]
     requirements = [Requirement(line) for line in project["dependencies"]]
-    pending, seen = ["dev"], set()
+    requirements += [Requirement(line) for line in pyproject["dependency-groups"]["dev"]]
+    pending, seen = locked_extras(), set()
     while pending:
         extra = pending.pop()
         seen.add(extra)

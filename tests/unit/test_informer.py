@@ -8,7 +8,7 @@ from typing import Any
 from fake_kube import FakeKube
 from modeldeploy.adapters.cache import MODELDEPLOYMENT, CachedKube, Store
 from modeldeploy.informer import Informer, fillable
-from modeldeploy.workqueue import CHANGED, RESYNC
+from modeldeploy.workqueue import CHANGED, NEW, RESYNC
 from specs import valid_spec
 
 
@@ -58,11 +58,12 @@ def informer(owns: Any = None) -> tuple[Informer, RecordingQueue, Store]:
     return Informer(kube, queue, owns=owns or (lambda _uid: True)), queue, store
 
 
-def test_a_listing_queues_every_object_behind_what_changed() -> None:
+def test_a_listing_queues_every_object_behind_new_ones_and_new_ones_behind_what_changed() -> None:
     inf, queue, store = informer()
     inf.modeldeployment_event(None, md("a", 1))
     inf.modeldeployment_event("ADDED", md("b", 2))
-    assert queue.added == [(("ns", "a"), RESYNC), (("ns", "b"), CHANGED)]
+    inf.modeldeployment_event("MODIFIED", md("a", 3))
+    assert queue.added == [(("ns", "a"), RESYNC), (("ns", "b"), NEW), (("ns", "a"), CHANGED)]
     assert store.get(MODELDEPLOYMENT, "ns", "a") is not None
 
 

@@ -109,3 +109,52 @@ def test_the_checks_see_a_missing_rule() -> None:
     assert missing(without, route) == [f"{verb} gateway.networking.k8s.io/httproutes" for verb in route.verbs]
     no_delete = [{**rule, "verbs": [v for v in rule["verbs"] if v != "delete"]} for rule in rules]
     assert missing(no_delete, route) == ["delete gateway.networking.k8s.io/httproutes"]
+
+
+# -- the roles aggregated into the built-in view and edit ------------------------------------------------------
+
+AGGREGATE_ROLES = {
+    "chart": CHART_TEMPLATES / "aggregate-roles.yaml",
+    "kustomize base": REPO / "manifests" / "base" / "aggregate-roles.yaml",
+}
+# What people bound to `view` call (`kubectl get`, `modeldeploy status` and `history`), and what `edit` adds for the
+# controls (`modeldeploy promote|abort|retry|pause|resume` patch an annotation; `undo` patches spec.model).
+VIEW_NEEDS = PolicyRule(api_groups=("modeldeploy.io",), resources=("modeldeployments",), verbs=("get", "list", "watch"))
+EDIT_NEEDS = PolicyRule(
+    api_groups=("modeldeploy.io",), resources=("modeldeployments",), verbs=("get", "patch", "create", "delete")
+)
+
+
+def aggregate_rules(source: str) -> dict[str, list[dict[str, Any]]]:
+    """Aggregation label ("view" or "edit") -> rules, from the file without its template lines."""
+    text = re.sub(r"\{\{-? */\*.*?\*/ *-?\}\}", "", AGGREGATE_ROLES[source].read_text(), flags=re.S)
+    text = "\n".join(line for line in text.splitlines() if "{{" not in line)
+    roles: dict[str, list[dict[str, Any]]] = {}
+    for doc in yaml.safe_load_all(text):
+        if doc:
+            labels = doc["metadata"].get("labels") or {}
+            kind = "view" if "rbac.authorization.k8s.io/aggregate-to-view" in labels else "edit"
+            roles[kind] = doc["rules"]
+    return roles
+
+
+@pytest.mark.parametrize("source", sorted(AGGREGATE_ROLES))
+def test_view_can_read_and_edit_can_control(source: str) -> None:
+    roles = aggregate_rules(source)
+    assert missing(roles["view"], VIEW_NEEDS) == []
+    # Kubernetes folds view's rules into edit too.
+    assert missing(roles["view"] + roles["edit"], EDIT_NEEDS) == []
+    assert missing(roles["edit"], EDIT_NEEDS) == ["get modeldeploy.io/modeldeployments"], "edit gets reads from view"
+    assert all(rule["verbs"] == ["get", "list", "watch"] for rule in roles["view"])
+    writes = [r for rules in roles.values() for r in rules if "modeldeployments/status" in r["resources"]]
+    assert all(set(r["verbs"]) <= {"get", "list", "watch"} for r in writes), "only the operator writes the status"
+
+
+def test_the_chart_and_the_base_aggregate_the_same_rules() -> None:
+    assert aggregate_rules("chart") == aggregate_rules("kustomize base")
+
+
+def test_the_aggregate_checks_see_a_missing_verb() -> None:
+    edit = aggregate_rules("chart")["edit"]
+    without_patch = [{**rule, "verbs": [v for v in rule["verbs"] if v != "patch"]} for rule in edit]
+    assert "patch modeldeploy.io/modeldeployments" in missing(without_patch, EDIT_NEEDS)

@@ -203,3 +203,16 @@ def test_the_replicas_router_never_needs_a_canary_service() -> None:
     template = pod_template(OWNER, spec)
     for children in (render(OWNER, spec, template, template, 1, 25), render(OWNER, spec, template, None, 0, 0, True)):
         assert [o["metadata"]["name"] for o in children if o["kind"] == "Service"] == ["fraud-scorer"]
+
+
+def test_the_model_server_reads_its_revision_from_the_pod_label_without_changing_the_revision() -> None:
+    desired, by_kind = objects()
+    env = {var["name"]: var for var in container(by_kind)["env"]}
+    assert env["MODEL_REVISION"]["valueFrom"] == {"fieldRef": {"fieldPath": f"metadata.labels['{REVISION_LABEL}']"}}
+    template = pod_template(OWNER, parse_spec(valid_spec()))
+    assert "MODEL_REVISION" not in str(template.template), "added per track, after the revision is hashed"
+    assert template.revision == desired.revision
+    own = objects(runtime={"env": [{"name": "MODEL_REVISION", "value": "mine"}]})[1]
+    assert [v for v in container(own)["env"] if v["name"] == "MODEL_REVISION"] == [
+        {"name": "MODEL_REVISION", "value": "mine"}
+    ]

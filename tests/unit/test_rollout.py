@@ -117,7 +117,7 @@ def paused_at_last_step():
 def test_promotion_rolls_stable_to_the_canary_then_finishes() -> None:
     held = paused_at_last_step()
     d = run(prev=held.status, canary=dep(NEW, replicas=3), action="promote")
-    assert reasons(d) == ["PromotionStarted"]
+    assert reasons(d) == ["ActionHandled", "PromotionStarted"]
     assert (d.stable_runs_target, d.canary_replicas, d.weight) == (True, 3, 50), "canary keeps its share meanwhile"
     assert d.status.canary.phase == "Promoting"
     rolling = run(prev=d.status, stable=dep(NEW, available=1), canary=dep(NEW))
@@ -167,7 +167,7 @@ def test_the_deployment_controller_reporting_a_stalled_canary_also_rolls_back() 
 def test_retry_and_spec_change_both_lift_a_rejection() -> None:
     rejected = run(prev=run().status, canary=dep(NEW, replicas=1, available=0), now=T0 + timedelta(seconds=121))
     retried = run(prev=rejected.status, action="retry")
-    assert reasons(retried) == ["Retried", "CanaryStarted"]
+    assert reasons(retried) == ["ActionHandled", "Retried", "CanaryStarted"]
     assert retried.status.last_action.result == f"retrying revision {NEW}"
     other = decide(spec(), "other00000", MODEL, Observed(dep(OLD), None, None), rejected.status, T0)
     assert other.status.rejected_revision is None
@@ -188,7 +188,7 @@ def test_a_new_revision_supersedes_the_running_canary() -> None:
 def test_abort_rolls_back_at_once() -> None:
     running = run(prev=run().status, canary=dep(NEW, replicas=1))
     d = run(prev=running.status, canary=dep(NEW, replicas=1), action="abort")
-    assert reasons(d) == ["Aborted"]
+    assert reasons(d) == ["ActionHandled", "Aborted"]
     assert (d.weight, d.status.canary, d.status.rejected_revision) == (0, None, NEW)
     assert d.status.history[-1].outcome == "Aborted"
 
@@ -227,6 +227,7 @@ def test_actual_weight_of_a_weighted_router_is_what_the_router_object_says() -> 
 
 def test_action_annotation_parsing() -> None:
     assert parse_action('{"action": "abort", "id": "x1"}') == Action("abort", "x1")
+    assert parse_action('{"action": "abort", "id": "x1", "by": "alice"}') == Action("abort", "x1", "alice")
     with pytest.raises(ValueError, match="unknown action"):
         parse_action('{"action": "explode", "id": "x"}')
     with pytest.raises(ValueError, match="not JSON"):

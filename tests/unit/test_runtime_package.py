@@ -43,6 +43,7 @@ def test_modeldeploy_has_only_the_runtime_commands() -> None:
         "undo",
         "status",
         "history",
+        "report",
     }
 
 

@@ -103,6 +103,7 @@ def test_an_alias_is_pinned_and_the_pods_get_the_pinned_version(world: Any) -> N
         "uri": "s3://mlflow/artifacts/7",
         "source": ALIAS_URI,
         "runId": "run-7",
+        "image": "ghcr.io/modeldeploy/modelserver:0.1.0",
     }
     assert registry.calls == ["resolve champion"], "the registry is asked again only when the poll is due"
 
@@ -246,7 +247,7 @@ def test_while_a_retry_runs_the_status_keeps_the_last_failure() -> None:
     registry, clock = Hanging(), Clock()
     registry.release.set()
     runner: BackgroundRunner[Lookup] = BackgroundRunner("registry", lambda _key: None)
-    resolver = SourceResolver(kube, client=registry, clock=clock, runner=runner)  # type: ignore[arg-type]
+    resolver = SourceResolver(kube, client=registry, clock=clock, jitter=lambda: 0.5, runner=runner)  # type: ignore[arg-type]
     reconciler = Reconciler(kube, resolver)
 
     def answered() -> None:

@@ -102,8 +102,19 @@ def test_a_template_referenced_twice_counts_once() -> None:
             "mlserver",
             "predictionDrift needs a prediction histogram",
         ),
+        (
+            {"prometheus": PROM_A, "templates": [{"name": "std"}]},
+            [template("std", [{"name": "acc", "builtin": "accuracy", "min": 0.9}])],
+            "mlserver",
+            "accuracy and meanAbsoluteError need the feedback counters",
+        ),
     ],
-    ids=["template-metric-without-prometheus", "own-metric-without-prometheus", "drift-on-mlserver"],
+    ids=[
+        "template-metric-without-prometheus",
+        "own-metric-without-prometheus",
+        "drift-on-mlserver",
+        "accuracy-on-mlserver",
+    ],
 )
 def test_what_only_the_merged_analysis_shows_is_invalid(
     fields: dict[str, Any], templates: list[Template], runtime: str, message: str

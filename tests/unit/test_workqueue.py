@@ -1,7 +1,7 @@
 import asyncio
 import itertools
 
-from modeldeploy.workqueue import CHANGED, RESYNC, Key, WorkQueue
+from modeldeploy.workqueue import CHANGED, NEW, RESYNC, Key, WorkQueue
 
 YIELD_TO_THE_LOOP = 0  # lets the queue's tasks run between checks
 
@@ -142,17 +142,36 @@ def test_changed_objects_go_before_resync_keys_and_a_key_moves_up_when_it_change
         queue = WorkQueue(handler, workers=1)
         for i in range(3):
             queue.add(("ns", f"listed-{i}"), RESYNC)  # a restart's listing: every object
-        queue.add(("ns", "new"), CHANGED)  # then a new object
+        queue.add(("ns", "new"), NEW)  # then a new object
         queue.add(("ns", "listed-2"), CHANGED)  # and a listed one that changed
         queue.add(("ns", "listed-0"), RESYNC)  # already queued: stays where it is
         assert queue.depth() == 4
-        assert queue.depths() == {CHANGED: 2, RESYNC: 2}
+        assert queue.depths() == {CHANGED: 1, NEW: 1, RESYNC: 2}
         queue.start()  # keys added before the workers start wait for them
         await wait_until(queue.idle)
         await queue.stop()
         return runs
 
-    assert asyncio.run(scenario()) == [("ns", "new"), ("ns", "listed-2"), ("ns", "listed-0"), ("ns", "listed-1")]
+    assert asyncio.run(scenario()) == [("ns", "listed-2"), ("ns", "new"), ("ns", "listed-0"), ("ns", "listed-1")]
+
+
+def test_in_a_bulk_create_an_object_whose_pods_became_ready_goes_before_the_next_new_ones() -> None:
+    async def scenario():
+        runs: list[Key] = []
+
+        async def handler(key):
+            runs.append(key)
+
+        queue = WorkQueue(handler, workers=1)
+        for i in range(3):
+            queue.add(("ns", f"new-{i}"), NEW)  # a bulk create
+        queue.add(("ns", "served"), CHANGED)  # an object created before: its Deployment became available
+        queue.start()
+        await wait_until(queue.idle)
+        await queue.stop()
+        return runs
+
+    assert asyncio.run(scenario()) == [("ns", "served"), ("ns", "new-0"), ("ns", "new-1"), ("ns", "new-2")]
 
 
 def test_a_change_during_a_run_queues_it_again_at_the_highest_priority_seen() -> None:

@@ -73,6 +73,9 @@ modeldeploy.io/shard: {{ index . 1 | quote }}
 {{- if and .Values.ha.enabled (ne .Values.rbac.scope "cluster") }}
 {{- fail "ha.enabled=true needs rbac.scope=cluster: the replicas elect one active operator through a ClusterKopfPeering" }}
 {{- end }}
+{{- if and .Values.ha.enabled (eq (.Values.strategy.type | default "") "Recreate") }}
+{{- fail "strategy.type=Recreate with ha.enabled would stop every replica at once; leave strategy empty (RollingUpdate, maxUnavailable 0) or set RollingUpdate" }}
+{{- end }}
 {{- if eq .Values.rbac.scope "namespaced" }}
 {{- if not .Values.watchNamespaces }}
 {{- fail "rbac.scope=namespaced needs at least one namespace in watchNamespaces" }}
@@ -143,4 +146,19 @@ change or go. It runs --standalone, so it needs no KopfPeering objects. */}}
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["get", "list", "watch"]
+{{- end }}
+
+{{/* The Deployment strategy: the one set in values, else Recreate for one standalone replica and, with HA, a rolling
+update that starts a new replica before it stops an old one (the peering keeps one of them working). */}}
+{{- define "modeldeploy.strategy" -}}
+{{- if .Values.strategy -}}
+{{ toYaml .Values.strategy }}
+{{- else if .Values.ha.enabled -}}
+type: RollingUpdate
+rollingUpdate:
+  maxSurge: 1
+  maxUnavailable: 0
+{{- else -}}
+type: Recreate
+{{- end }}
 {{- end }}

@@ -23,7 +23,8 @@ from typing import Generic, Protocol, TypeVar
 
 log = logging.getLogger("modeldeploy.background")
 
-Key = tuple[str, str]
+Key = tuple[str, ...]
+"""The object's (namespace, name), then whatever tells its calls apart, if it may have several (a webhook's name)."""
 T = TypeVar("T")
 DEFAULT_WORKERS = 16
 """Calls made at once, across all objects; an analysis tick runs its own queries concurrently as well."""
@@ -40,7 +41,8 @@ class Runner(Protocol[T]):
         ...
 
     def forget(self, key: Key) -> None:
-        """No call is due for `key` any more (no canary, or the object is gone): drop what is kept."""
+        """No call is due for `key` (or any key it begins) any more (no canary, or the object is gone): drop what
+        is kept."""
         ...
 
     def fire(self, work: Callable[[], object]) -> None:
@@ -73,10 +75,10 @@ class _Call(Generic[T]):
 
 
 class BackgroundRunner(Generic[T]):
-    """Calls on its own thread pool; `notify(key)` is called (from a pool thread) when a call finished. `name`
-    names its threads and its log lines (what it calls: "analysis", "registry")."""
+    """Calls on its own thread pool; `notify((namespace, name))` is called (from a pool thread) when a call of that
+    object finished. `name` names its threads and its log lines (what it calls: "analysis", "registry")."""
 
-    def __init__(self, name: str, notify: Callable[[Key], object], workers: int = DEFAULT_WORKERS) -> None:
+    def __init__(self, name: str, notify: Callable[[tuple[str, str]], object], workers: int = DEFAULT_WORKERS) -> None:
         self._name = name
         self._notify = notify
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
@@ -107,7 +109,7 @@ class BackgroundRunner(Generic[T]):
             current = call is not None and call.fingerprint == fingerprint
         if current:
             try:
-                self._notify(key)
+                self._notify((key[0], key[1]))
             except Exception:  # the loop is closing: nothing to wake up
                 log.debug("could not queue %s/%s after its call", *key, exc_info=True)
 
@@ -120,7 +122,8 @@ class BackgroundRunner(Generic[T]):
 
     def forget(self, key: Key) -> None:
         with self._lock:
-            self._calls.pop(key, None)
+            for kept in [k for k in self._calls if k[: len(key)] == key]:
+                del self._calls[kept]
 
     def fire(self, work: Callable[[], object]) -> None:
         def failed(future: Future[object]) -> None:

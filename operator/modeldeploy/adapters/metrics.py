@@ -50,6 +50,17 @@ REGISTRY_REQUESTS = Counter(
     "Model registry lookups and tag writes, by operation and result (ok or the failure reason).",
     ["operation", "result"],
 )
+WEBHOOK_CALLS = Counter(
+    "modeldeploy_webhook_calls_total",
+    "Gate webhook calls (retries included in one call), by hook type and result (passed or failed).",
+    ["type", "result"],
+)
+NOTIFICATIONS = Counter(
+    "modeldeploy_notifications_total",
+    "Notification delivery tries, by event and result: delivered, retried (a try failed, another is scheduled) "
+    "or failed (given up).",
+    ["event", "result"],
+)
 PHASES: tuple[Phase, ...] = get_args(Phase)
 
 

@@ -25,6 +25,9 @@ from modeldeploy.core.api import (
 
 # The reference model server's metric names, with the pod labels a PodMonitor keeps (podTargetLabels).
 SELECTOR = 'namespace="{namespace}",modeldeploy_io_revision="{revision}"'
+# Feedback counters carry the revision of the prediction, whichever pod counted the label.
+LABELLED_SELECTOR = 'namespace="{namespace}",prediction_revision="{revision}"'
+LABEL_BUILTINS = ("accuracy", "meanAbsoluteError")
 BUILTIN_QUERIES: dict[str, dict[str, str]] = {
     # modeldeploy's reference model server (also assumed for custom containers).
     "modelserver": {
@@ -37,12 +40,24 @@ BUILTIN_QUERIES: dict[str, dict[str, str]] = {
             "histogram_quantile(0.99, sum by (le) "
             "(rate(modelserver_request_duration_seconds_bucket{{{sel}}}[{window}])))"
         ),
-        # Since each pod started: increase() over a window that a young canary series only partly covers skews
-        # its low-count buckets, and that skew alone reads as drift.
-        "predictionDrift": "sum by (le) (modelserver_prediction_bucket{{{sel}}})",
+        # Over the window, so a late drift is not diluted by a long history; minSamples keeps the few predictions a
+        # young series has in its window from reading as drift.
+        "predictionDrift": "sum by (le) (increase(modelserver_prediction_bucket{{{sel}}}[{window}]))",
+        # Labels that arrived in the window, counted for the revision that made the prediction on whichever pod
+        # the label landed; fewer than minLabels is an empty answer, so no data.
+        "accuracy": (
+            "(sum(increase(modelserver_feedback_correct_total{{{labelled}}}[{window}])) "
+            "/ sum(increase(modelserver_feedback_labels_total{{{labelled}}}[{window}]))) "
+            "and on() (sum(increase(modelserver_feedback_labels_total{{{labelled}}}[{window}])) >= {min_labels})"
+        ),
+        "meanAbsoluteError": (
+            "(sum(increase(modelserver_feedback_error_sum{{{labelled}}}[{window}])) "
+            "/ sum(increase(modelserver_feedback_error_count{{{labelled}}}[{window}]))) "
+            "and on() (sum(increase(modelserver_feedback_error_count{{{labelled}}}[{window}])) >= {min_labels})"
+        ),
     },
     # Seldon MLServer's REST metrics (starlette_exporter names, prefix rest_server); it has no prediction
-    # histogram, so predictionDrift is refused for it.
+    # histogram and no feedback counters, so predictionDrift, accuracy and meanAbsoluteError are refused for it.
     "mlserver": {
         "successRate": (
             '(sum(rate(rest_server_requests_total{{{sel},status_code!~"5.."}}[{window}])) or vector(0)) '
@@ -91,8 +106,15 @@ def fill(text: str, values: Mapping[str, str]) -> str:
 
 def render_query(metric: AnalysisMetric, runtime: str, namespace: str, name: str, revision: str, track: str) -> str:
     if metric.builtin is not None:
-        selector = SELECTOR.format(namespace=namespace, revision=revision)
-        return preset_queries(runtime)[metric.builtin].format(sel=selector, window=metric.window)
+        window = metric.window
+        if track == "stable" and metric.reference_window is not None:
+            window = metric.reference_window
+        return preset_queries(runtime)[metric.builtin].format(
+            sel=SELECTOR.format(namespace=namespace, revision=revision),
+            labelled=LABELLED_SELECTOR.format(namespace=namespace, revision=revision),
+            window=window,
+            min_labels=metric.min_labels,
+        )
     values = {"namespace": namespace, "name": name, "revision": revision, "track": track, "window": metric.window}
     if metric.web is not None:
         return fill(metric.web.url, values)
@@ -211,14 +233,23 @@ def evaluate(metric: AnalysisMetric, raw: Raw, at: str) -> Measurement:
             return result("NoData", "no prediction histogram for the canary or the stable track")
         value = psi(raw.canary, raw.stable, metric.min_samples)
         if value is None:
-            return result("NoData", f"fewer than {metric.min_samples} predictions on a track in {metric.window}")
+            windows = (
+                metric.window if metric.reference_window is None else f"{metric.window} / {metric.reference_window}"
+            )
+            return result("NoData", f"fewer than {metric.min_samples} predictions on a track in {windows}")
         stable_value: float | None = 0.0
     else:
+        labels = metric.builtin in LABEL_BUILTINS
         if not isinstance(raw.canary, float) or math.isnan(raw.canary):
+            if labels:
+                return result("NoData", f"fewer than {metric.min_labels} labels for the canary in {metric.window}")
             return result("NoData", "the query returned no value for the canary")
         value = raw.canary
         stable_value = raw.stable if isinstance(raw.stable, float) and not math.isnan(raw.stable) else None
         if metric.relative is not None and stable_value is None:
+            if labels:
+                message = f"fewer than {metric.min_labels} labels for the stable track in {metric.window}"
+                return result("NoData", message, value)
             return result("NoData", "the query returned no value for the stable track", value)
     breaches = []
     if metric.min is not None and value < metric.min:

@@ -35,6 +35,7 @@ STRATEGIES: dict[str, dict[str, Any]] = {
     PREVIOUS: {"type": "Recreate"},
 }
 PORT_NAME = "http"
+REVISION_ENV = "MODEL_REVISION"
 
 
 def _probe(probe: Probe | None, port: int) -> dict[str, Any]:
@@ -82,7 +83,23 @@ class PodTemplate:
 
     def for_track(self, track: str) -> dict[str, Any]:
         labels = {**self.template["metadata"]["labels"], TRACK_LABEL: track, REVISION_LABEL: self.revision}
-        return {"metadata": {**self.template["metadata"], "labels": labels}, "spec": self.template["spec"]}
+        return {
+            "metadata": {**self.template["metadata"], "labels": labels},
+            "spec": _with_revision_env(self.template["spec"]),
+        }
+
+
+def _with_revision_env(pod_spec: dict[str, Any]) -> dict[str, Any]:
+    """MODEL_REVISION from the pod's revision label, which the model server writes into its prediction ids. Added
+    after hashing, so the revision does not depend on it; a MODEL_REVISION the spec sets itself is kept."""
+    containers = []
+    for container in pod_spec["containers"]:
+        env = container.get("env") or []
+        if container["name"] == CONTAINER_NAME and not any(var.get("name") == REVISION_ENV for var in env):
+            field = {"fieldRef": {"fieldPath": f"metadata.labels['{REVISION_LABEL}']"}}
+            container = {**container, "env": [*env, {"name": REVISION_ENV, "valueFrom": field}]}
+        containers.append(container)
+    return {**pod_spec, "containers": containers}
 
 
 def revision_of(template: dict[str, Any]) -> str:

@@ -20,6 +20,8 @@ from modeldeploy.core.api import (
     AnalysisStatus,
     BakeStatus,
     CanaryStatus,
+    GateStatus,
+    GateType,
     HistoryEntry,
     Measurement,
     MetricMeasurements,
@@ -30,6 +32,7 @@ from modeldeploy.core.api import (
     ServedModel,
     parse_duration,
 )
+from modeldeploy.core.hooks import GateAnswer, GateCall, check_gates
 from modeldeploy.core.routers import ROUTERS
 from modeldeploy.core.status import DeploymentState, Event, now_rfc3339, parse_time
 
@@ -42,10 +45,13 @@ RECHECK_SECONDS = 30.0
 class Action:
     name: ActionName
     id: str
+    by: str | None = None
+    """Who asked, as the client said: for the record, not for authorization (RBAC decided who may annotate)."""
 
 
 def parse_action(value: str) -> Action:
-    """The action annotation, `{"action": "promote", "id": "..."}`; ValueError says what is wrong with it."""
+    """The action annotation, `{"action": "promote", "id": "...", "by": "..."}` (`by` optional); ValueError says
+    what is wrong with it."""
     try:
         body = json.loads(value)
         name, action_id = body["action"], str(body["id"])
@@ -53,7 +59,8 @@ def parse_action(value: str) -> Action:
         raise ValueError(f"the action annotation is not JSON with 'action' and 'id': {value[:100]!r}") from error
     if name not in ACTIONS:
         raise ValueError(f"unknown action {name!r} in the action annotation; use one of {', '.join(ACTIONS)}")
-    return Action(name=name, id=action_id)
+    by = body.get("by")
+    return Action(name=name, id=action_id, by=by[:253] if isinstance(by, str) and by else None)
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,8 @@ class Observed:
     """The Deployment that keeps the previous revision warm during a promotion and its bake."""
     critical_breach: CriticalBreach | None = None
     """A critical bound the canary (or the revision on bake) breached."""
+    gate_answers: dict[str, GateAnswer] = field(default_factory=dict)
+    """Webhook gate answers that came back, by the fingerprint of their call."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +101,10 @@ class Decision:
     status: ModelDeploymentStatus
     events: list[Event] = field(default_factory=list)
     requeue_after: float | None = None
+    gate_calls: list[GateCall] = field(default_factory=list)
+    """Webhook gate calls the rollout waits for (the reconcile makes them, off its workers)."""
+    gate_held: GateStatus | None = None
+    """The webhook gate holding the rollout, if one does."""
     previous_replicas: int | None = None
     """Write the warm Deployment of the previous revision with this many pods; None removes it."""
     stable_runs_previous: bool = False
@@ -122,6 +135,8 @@ class _Machine:
         self.status = prev
         self.events: list[Event] = []
         self.requeue: list[float] = []
+        self.gate_calls: list[GateCall] = []
+        self.gate_held: GateStatus | None = None
 
     # -- helpers ---------------------------------------------------------------------------------------
 
@@ -175,8 +190,52 @@ class _Machine:
         if canary_replicas is None and self.obs.canary is not None:
             delete = self._drain_canary()
         requeue = min(self.requeue) if self.requeue else None
-        decided = Decision(stable_runs_target, canary_replicas, delete, weight, self.status, self.events, requeue)
+        decided = Decision(
+            stable_runs_target,
+            canary_replicas,
+            delete,
+            weight,
+            self.status,
+            self.events,
+            requeue,
+            self.gate_calls,
+            self.gate_held,
+        )
         return self._with_warm_revision(decided)
+
+    def _gate(self, type_: GateType, revision: str, step: int | None = None) -> tuple[str, str] | bool:
+        """True when every webhook of `type_` answered 2xx at this point; False while one holds; a (reason,
+        message) when one failed with onFailure fail."""
+        canary = self.status.canary
+        stable = self.status.stable
+        payload = {
+            "phase": canary.phase if canary else "Waiting",
+            "checksum": revision,
+            "revision": revision,
+            "model": self.model.model_dump(by_alias=True, exclude_none=True),
+            "stableRevision": stable.revision if stable else None,
+            "stepIndex": step if step is not None else (canary.step_index if canary else None),
+            "stepCount": len(self.spec.rollout.steps),
+            "weight": canary.weight if canary else 0,
+        }
+        check = check_gates(
+            self.spec.rollout.webhooks,
+            type_,
+            revision,
+            step,
+            payload,
+            self.status.webhooks,
+            self.obs.gate_answers,
+            self.now,
+        )
+        self.update(webhooks=check.records)
+        self.gate_calls.extend(check.calls)
+        if check.recheck_in is not None:
+            self.requeue.append(check.recheck_in)
+        if check.failed is not None:
+            return "WebhookFailed", f"{check.failed.type} webhook {check.failed.name!r} answered {check.failed.answer}"
+        self.gate_held = check.held
+        return check.open
 
     def _drain_canary(self) -> bool:
         """A canary Deployment nobody routes to lives on for the scale-down delay, then goes."""
@@ -196,7 +255,12 @@ class _Machine:
     def run(self) -> Decision:
         action = self.obs.action
         if action is not None:
-            self.update(last_action=ActionStatus(action=action.name, id=action.id, at=self.stamp, result=""))
+            self.update(
+                last_action=ActionStatus(action=action.name, id=action.id, at=self.stamp, result="", by=action.by)
+            )
+        hooks = {hook.name for hook in self.spec.rollout.webhooks}
+        if any(record.name not in hooks for record in self.status.webhooks):
+            self.update(webhooks=[record for record in self.status.webhooks if record.name in hooks])
         if self.status.rejected_revision not in (None, self.target):
             self.update(rejected_revision=None)  # the spec changed: the old rejection no longer applies
         if action is not None and action.name == "retry":
@@ -229,6 +293,9 @@ class _Machine:
             self._answer(action, f"revision {self.target} was rolled back; retry to try it again")
             return self.decision(False, None, 0)
         if canary is None:
+            if self._gate("confirm-rollout", self.target) is not True:
+                self._answer(action, f"revision {self.target} waits for its confirm-rollout webhook")
+                return self.decision(False, None, 0)
             canary = self._start()
         breach = self.obs.critical_breach
         if breach is not None and breach.revision == canary.revision and canary.phase != "Promoting":
@@ -259,6 +326,8 @@ class _Machine:
     def _answer(self, action: Action | None, result: str) -> None:
         if action is not None and self.status.last_action and not self.status.last_action.result:
             self.update(last_action=self.status.last_action.model_copy(update={"result": result}))
+            # status keeps the last action only; the Event records each one, and who asked, for the audit report.
+            self.event("Normal", "ActionHandled", f"{action.name} by {action.by or 'an unnamed client'}: {result}")
 
     def _retry(self) -> None:
         if self.status.rejected_revision == self.target:
@@ -314,6 +383,7 @@ class _Machine:
             if failure is not None:
                 return self._roll_back(canary, *failure)
         holding = self._holding()
+        gate = self._gate("pre-rollout", canary.revision)
         while index < len(steps):
             step = steps[index]
             if paused:
@@ -321,6 +391,12 @@ class _Machine:
                 break
             if holding:
                 break  # the analysis has no verdict yet, or a bad one: do not advance
+            if gate is True:
+                gate = self._gate("rollout", canary.revision, index)
+            if isinstance(gate, tuple):
+                return self._roll_back(canary, *gate)
+            if not gate:
+                break  # a webhook has not answered 2xx (yet) at this step
             if step.analysis is not None:
                 analysis = self.status.analysis
                 if analysis is None or analysis.consecutive_successes < step.analysis.measurements:
@@ -345,7 +421,7 @@ class _Machine:
                 if remaining > 0:
                     self.requeue.append(remaining)
                     break
-            index, started = index + 1, self.stamp
+            index, started, gate = index + 1, self.stamp, True
             if index < len(steps) and steps[index].analysis is not None and self.status.analysis is not None:
                 # An analysis step counts only the measurements taken while it waits.
                 self.update(analysis=self.status.analysis.model_copy(update={"consecutive_successes": 0}))
@@ -374,8 +450,14 @@ class _Machine:
             self.requeue.append(deadline - waited)
         else:
             canary = replace_canary(canary, not_ready_since=None)
-        if index >= len(steps) and not paused and ready >= pods and self._analysis_passed():
-            return self._promote(canary)
+        if isinstance(gate, tuple):
+            return self._roll_back(canary, *gate)  # pre-rollout failed, or a rollout hook at the last step
+        if index >= len(steps) and not paused and ready >= pods and self._analysis_passed() and gate is True:
+            gate = self._gate("confirm-promotion", canary.revision)
+            if isinstance(gate, tuple):
+                return self._roll_back(canary, *gate)
+            if gate:
+                return self._promote(canary)
         if self.status.analysis is not None and self.status.analysis.next_measurement_at is not None:
             self.requeue.append(max(0.0, -_seconds_since(self.status.analysis.next_measurement_at, self.now)))
         # Never route to pods that are not ready.

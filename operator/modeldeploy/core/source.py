@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from modeldeploy.core.api import ModelDeploymentSpec, ServedModel, SourceStatus
+from modeldeploy.core.presets import PRESETS
 from modeldeploy.core.status.clock import now_rfc3339
 
 
@@ -58,4 +59,5 @@ def served_model(spec: ModelDeploymentSpec, source: SourceStatus | None, digest:
         source=source.uri if registry and source is not None else None,
         run_id=source.run_id if registry and source is not None else None,
         digest=digest or model.digest,
+        image=spec.runtime.image or PRESETS[spec.runtime.preset].image,
     )

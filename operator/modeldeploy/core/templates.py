@@ -28,6 +28,10 @@ from modeldeploy.core.presets import SpecError
 from modeldeploy.core.validation import describe_validation_error
 
 DRIFT_ON_MLSERVER = "predictionDrift needs a prediction histogram, which MLServer does not export"
+LABELS_ON_MLSERVER = (
+    "accuracy and meanAbsoluteError need the feedback counters of modeldeploy's model server, which MLServer does "
+    "not export"
+)
 
 
 def describe_ref(ref: TemplateRef, namespace: str) -> str:
@@ -105,6 +109,8 @@ def resolve(analysis: Analysis, templates: list[Template], runtime: str) -> Reso
                 continue
             if metric.builtin == "predictionDrift" and runtime == "mlserver":
                 raise SpecError("spec.rollout.analysis.templates", f"{template.origin}: {DRIFT_ON_MLSERVER}")
+            if metric.builtin in ("accuracy", "meanAbsoluteError") and runtime == "mlserver":
+                raise SpecError("spec.rollout.analysis.templates", f"{template.origin}: {LABELS_ON_MLSERVER}")
             if metric.provider == "prometheus":
                 source = template.spec.prometheus or analysis.prometheus
                 if source is None:

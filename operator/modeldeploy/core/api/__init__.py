@@ -29,6 +29,15 @@ from modeldeploy.core.api.analysis import (
     json_path_expression,
 )
 from modeldeploy.core.api.base import DNS_LABEL, ApiModel, Rule, parse_duration
+from modeldeploy.core.api.hooks import (
+    GateResult,
+    GateStatus,
+    GateType,
+    Notification,
+    NotificationEvent,
+    SecretSource,
+    Webhook,
+)
 from modeldeploy.core.api.model import (
     MlflowRegistry,
     ModelFormat,
@@ -132,6 +141,9 @@ __all__ = [
     "EnvFromSource",
     "EnvSource",
     "EnvVar",
+    "GateResult",
+    "GateStatus",
+    "GateType",
     "GatewayApiConfig",
     "Header",
     "HeaderSource",
@@ -147,6 +159,8 @@ __all__ = [
     "ModelFormat",
     "ModelSource",
     "NginxConfig",
+    "Notification",
+    "NotificationEvent",
     "Outcome",
     "ParentRef",
     "Pause",
@@ -169,6 +183,7 @@ __all__ = [
     "RuntimePreset",
     "S3Options",
     "SecretKey",
+    "SecretSource",
     "ServedModel",
     "ServicePort",
     "SigV4",
@@ -182,6 +197,7 @@ __all__ = [
     "Volume",
     "VolumeMount",
     "WebMetric",
+    "Webhook",
     "check_name",
     "default_steps",
     "json_path_expression",

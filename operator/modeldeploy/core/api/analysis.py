@@ -182,7 +182,7 @@ class Critical(ApiModel):
     max: float | None = Field(default=None, description="A value above this rolls back at once.")
 
 
-Builtin = Literal["successRate", "latencyP99", "predictionDrift"]
+Builtin = Literal["successRate", "latencyP99", "predictionDrift", "accuracy", "meanAbsoluteError"]
 
 
 class AnalysisMetric(ApiModel):
@@ -203,13 +203,19 @@ class AnalysisMetric(ApiModel):
             "the critical bound contradicts the metric's bound: critical.min may not be above min (or max), and "
             "critical.max may not be below max (or min); a critical bound is the looser one",
         ),
+        Rule(_POSITIVE.format(field="referenceWindow"), "a metric's referenceWindow must be above 0"),
+        Rule(
+            "!has(self.referenceWindow) || (has(self.builtin) && self.builtin == 'predictionDrift')",
+            "referenceWindow is for builtin predictionDrift only",
+        ),
     )
 
     name: str = Field(min_length=1, max_length=63, pattern=DNS_LABEL)
     builtin: Builtin | None = Field(
         default=None,
-        description="successRate (non-5xx share), latencyP99 (seconds), predictionDrift (PSI of the canary pods' "
-        "prediction histogram against the stable pods', each accumulated since the pods started).",
+        description="successRate (non-5xx share), latencyP99 (seconds), predictionDrift (PSI of the canary's "
+        "predictions in `window` against the stable track's in `referenceWindow`), accuracy (share of labelled "
+        "predictions whose class was right) and meanAbsoluteError, from labels that arrived in `window`.",
     )
     query: str | None = Field(
         default=None,
@@ -232,6 +238,19 @@ class AnalysisMetric(ApiModel):
         ge=1,
         description="predictionDrift: fewer predictions on either track than this is no data (PSI from a few "
         "dozen samples is mostly noise: about (buckets - 1) / samples).",
+    )
+    min_labels: int = Field(
+        default=100,
+        ge=1,
+        le=1_000_000,
+        description="accuracy, meanAbsoluteError: fewer labels for a track in `window` than this is no data, never "
+        "a pass.",
+    )
+    reference_window: str | None = Field(
+        default=None,
+        max_length=32,
+        pattern=DURATION,
+        description="predictionDrift: the stable track's window (e.g. 1h, a steadier reference); default `window`.",
     )
 
     @property

@@ -6,6 +6,7 @@ from pydantic import Field
 
 from modeldeploy.core.api.analysis import Analysis
 from modeldeploy.core.api.base import DURATION, ApiModel, Rule
+from modeldeploy.core.api.hooks import MAX_HOOKS, WEBHOOK_RULES, Notification, Webhook
 
 
 class Pause(ApiModel):
@@ -86,6 +87,7 @@ class Rollout(ApiModel):
             "duration(has(self.analysis.interval) ? self.analysis.interval : '30s').getSeconds()",
             "rollout.bakeSeconds must be at least one analysis.interval, or the bake would never be measured",
         ),
+        *WEBHOOK_RULES,
     )
 
     steps: list[Step] = Field(
@@ -129,3 +131,10 @@ class Rollout(ApiModel):
     @property
     def warm_replicas(self) -> int:
         return self.bake_warm_replicas or 1
+
+    webhooks: list[Webhook] = Field(
+        default_factory=list, max_length=MAX_HOOKS, description="Gates the canary waits on (see Webhook.type)."
+    )
+    notifications: list[Notification] = Field(
+        default_factory=list, max_length=MAX_HOOKS, description="Where the rollout's events are POSTed."
+    )

@@ -46,6 +46,14 @@ class ModelDeploymentSpec(ApiModel):
             "predictionDrift needs a prediction histogram, which MLServer does not export",
         ),
         Rule(
+            "!has(self.rollout) || !has(self.rollout.analysis) || !has(self.runtime) || "
+            "!has(self.runtime.preset) || self.runtime.preset != 'mlserver' || !has(self.rollout.analysis.metrics) || "
+            "!self.rollout.analysis.metrics.exists(m, has(m.builtin) && "
+            "(m.builtin == 'accuracy' || m.builtin == 'meanAbsoluteError'))",
+            "accuracy and meanAbsoluteError need the feedback counters of modeldeploy's model server, which MLServer "
+            "does not export",
+        ),
+        Rule(
             f"!({_REPLICAS_ROUTER}) || !has(self.rollout) || !has(self.rollout.canaryReplicas)",
             "rollout.canaryReplicas cannot be used with the replicas router, where the pod ratio is the weight",
         ),

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from modeldeploy.core.api.base import ApiModel, Time
+from modeldeploy.core.api.hooks import MAX_HOOKS, GateStatus
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 Phase = Literal["Pending", "Progressing", "Paused", "Ready", "ScaledToZero", "Degraded"]
@@ -37,6 +38,7 @@ class ServedModel(ApiModel):
     digest: str | None = Field(
         default=None, description="sha256 of the artifact: the spec's pin, or what the pods' fetch step reported."
     )
+    image: str | None = Field(default=None, description="The serving container's image.")
 
 
 class SourceStatus(ApiModel):
@@ -157,6 +159,7 @@ class ActionStatus(ApiModel):
     id: str
     at: Time
     result: str
+    by: str | None = Field(default=None, description="Who asked, as the client said (the kubectl plugin sends it).")
 
 
 class ModelDeploymentStatus(ApiModel):
@@ -185,4 +188,7 @@ class ModelDeploymentStatus(ApiModel):
     analysis: AnalysisStatus | None = Field(default=None, description="Metric analysis of the current or last canary.")
     history: list[HistoryEntry] = Field(
         default_factory=list, max_length=HISTORY_LIMIT, description="Recent canaries, newest last."
+    )
+    webhooks: list[GateStatus] = Field(
+        default_factory=list, max_length=MAX_HOOKS, description="The last call of each gate webhook, while it matters."
     )
