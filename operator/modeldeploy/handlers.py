@@ -13,6 +13,7 @@ from modeldeploy.adapters import metrics, redaction
 from modeldeploy.adapters.background import BackgroundRunner
 from modeldeploy.adapters.cache import CachedKube, Store
 from modeldeploy.adapters.kube import Kube, load_api_client
+from modeldeploy.adapters.watcher import BackgroundWatcher
 from modeldeploy.adapters.webhooks import GateRunner, Notifier
 from modeldeploy.core import api, children
 from modeldeploy.core.naming import MANAGED_BY, MANAGED_BY_LABEL
@@ -82,11 +83,19 @@ async def start(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> N
     # Reconciles read the ModelDeployment and its children from the informer cache these handlers feed.
     kube = CachedKube(Kube(api_client), Store(clusterwide=not memo.namespaces, owns=shard.owns))
     sources = SourceResolver(kube, runner=registry)
+    # Critical bounds are checked on the watcher's own threads; a breach queues its object again.
+    memo.watcher = BackgroundWatcher(queue_again)
     # Webhook gates and notifications too: a slow receiver never holds a reconcile worker.
     memo.gates = GateRunner(kube, notify=queue_again)
     memo.notifier = Notifier(kube)
     reconciler = Reconciler(
-        kube, sources=sources, owns=shard.owns, runner=analysis, gates=memo.gates, notify=memo.notifier.send
+        kube,
+        sources=sources,
+        owns=shard.owns,
+        runner=analysis,
+        gates=memo.gates,
+        notify=memo.notifier.send,
+        watcher=memo.watcher,
     )
     metrics.SHARD.labels(shard=str(shard.index), shards=str(shard.count)).set(1)
     if shard.sharded:
@@ -107,6 +116,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     await memo.queue.stop()
     for runner in memo.runners:
         runner.close()
+    memo.watcher.close()
     memo.gates.close()
     memo.notifier.close()
     memo.reconcile_pool.shutdown(wait=False, cancel_futures=True)

@@ -17,8 +17,9 @@ from pydantic import ValidationError
 from modeldeploy.adapters import metrics, providers
 from modeldeploy.adapters.background import InlineRunner, Runner
 from modeldeploy.adapters.kube import KubeApi
+from modeldeploy.adapters.watcher import InlineWatcher, Watcher
 from modeldeploy.adapters.webhooks import GateRunner, InlineGates
-from modeldeploy.core.analysis import Raw, evaluate, queries
+from modeldeploy.core.analysis import Raw, bake_analysis, critical_analysis, critical_breaches, evaluate, queries
 from modeldeploy.core.api import (
     ActionStatus,
     HistoryEntry,
@@ -31,11 +32,21 @@ from modeldeploy.core.children import CHILD_RESOURCES, ROUTING_RESOURCES, router
 from modeldeploy.core.compare import contains
 from modeldeploy.core.fetch import FetchReport, needs_fetch, read_fetch_report
 from modeldeploy.core.hooks import Delivery, GateAnswer, gate_budget, gate_condition, notifications
-from modeldeploy.core.naming import ACTION_ANNOTATION, PAUSED_ANNOTATION, Owner, canary_name
+from modeldeploy.core.naming import ACTION_ANNOTATION, PAUSED_ANNOTATION, Owner, canary_name, previous_name
 from modeldeploy.core.presets import SpecError
 from modeldeploy.core.render import live_template, pod_template, render
 from modeldeploy.core.repairs import ChildMemory, Repair
-from modeldeploy.core.rollout import Action, Decision, Observed, decide, measurement_due, parse_action
+from modeldeploy.core.rollout import (
+    Action,
+    CriticalBreach,
+    Decision,
+    Observed,
+    bake_measurement_due,
+    critical_revision,
+    decide,
+    measurement_due,
+    parse_action,
+)
 from modeldeploy.core.routers import ROUTERS
 from modeldeploy.core.source import pinned_spec, served_model
 from modeldeploy.core.status import (
@@ -112,6 +123,7 @@ class Reconciler:
         sources: SourceResolver | None = None,
         owns: Callable[[str], bool] | None = None,
         runner: Runner[list[Raw]] | None = None,
+        watcher: Watcher | None = None,
         gates: GateRunner | InlineGates | None = None,
         notify: Callable[[str, str, list[Delivery]], None] | None = None,
     ) -> None:
@@ -119,6 +131,8 @@ class Reconciler:
         self.sources = sources or SourceResolver(kube)
         self.runner: Runner[list[Raw]] = runner or InlineRunner()
         """Where analysis ticks run: inline by default; the operator gives a `BackgroundRunner` (own threads)."""
+        self.watcher: Watcher = watcher or InlineWatcher()
+        """Where critical bounds are checked: inline by default; the operator gives a `BackgroundWatcher`."""
         self.gates = gates or InlineGates(kube)
         """Where webhook gates are called: inline by default; the operator gives a `GateRunner` (own threads)."""
         self.notify = notify
@@ -127,6 +141,8 @@ class Reconciler:
         """The children this process has seen, to tell our own changes from someone else's."""
         self._apply_failures: dict[tuple[str, str], int] = {}
         """Writes the API server refused in a row, per object: their retries back off."""
+        self._resolved: dict[tuple[str, str], Resolved] = {}
+        """Per object, the analysis the last tick resolved (templates merged in), for the critical-bound checks."""
         self.owns = owns or (lambda uid: True)
         """Whether this replica's shard serves the object with this uid (every object when not sharded)."""
 
@@ -154,6 +170,8 @@ class Reconciler:
             metrics.OBJECTS.set(namespace, name, None)
             self.sources.forget((namespace, name))
             self.runner.forget((namespace, name))
+            self.watcher.unwatch((namespace, name))
+            self._resolved.pop((namespace, name), None)
             self.gates.forget(namespace, name)
             self.children.forget((namespace, name))
             self._apply_failures.pop((namespace, name), None)
@@ -192,6 +210,7 @@ class Reconciler:
             live = self._live_children(owner)
             stable_live = live.get(("Deployment", name))
             canary_live = live.get(("Deployment", canary_name(owner)))
+            previous_live = live.get(("Deployment", previous_name(owner)))
             router = ROUTERS[spec.traffic.router]
             observed = Observed(
                 stable=DeploymentState.from_object(stable_live) if stable_live else None,
@@ -199,8 +218,10 @@ class Reconciler:
                 router_weight=router.read_weight(owner, list(live.values())),
                 paused=paused,
                 action=action,
+                previous=DeploymentState.from_object(previous_live) if previous_live else None,
             )
-            if measurement_due(spec, previous, now):
+            unresolved = spec
+            if measurement_due(spec, previous, now) or bake_measurement_due(spec, previous, now):
                 resolved, measured = self._measure(spec, owner, previous, now)
                 rollout = spec.rollout.model_copy(update={"analysis": resolved.analysis})
                 spec = spec.model_copy(update={"rollout": rollout})
@@ -210,6 +231,14 @@ class Reconciler:
                     tick_wait = self.runner.wait((namespace, name))
             else:
                 self.runner.forget((namespace, name))
+            watched = critical_revision(unresolved, previous)
+            if watched is not None:
+                breach = self._watch_critical(unresolved, owner, previous, watched)
+                if breach is not None:
+                    observed = replace(observed, critical_breach=CriticalBreach(watched, breach))
+            else:
+                self.watcher.unwatch((namespace, name))
+                self._resolved.pop((namespace, name), None)
             known = spec.model.digest or _known_digest(previous, target.revision)
             fetch = self._fetch_report(owner, spec, target.revision, previous, known, now)
             digest = known or (fetch.digest if fetch else None)
@@ -228,6 +257,17 @@ class Reconciler:
             stable_template = live_template(stable_live) if stable_live and not decision.stable_runs_target else target
             # A canary Deployment nobody writes any more drains until its scale-down time (its Service with it).
             draining = canary_live is not None and decision.canary_replicas is None and not decision.delete_canary
+            # The previous revision's template: the warm Deployment's own, or (as a promotion starts) the one the
+            # stable track still runs; written before the stable Deployment, so it is never lost.
+            warm_template = (
+                live_template(previous_live)
+                if previous_live
+                else live_template(stable_live)
+                if stable_live and DeploymentState.from_object(stable_live).revision != target.revision
+                else None
+            )
+            if decision.stable_runs_previous and warm_template is not None:
+                stable_template = warm_template
             desired = render(
                 owner,
                 spec,
@@ -236,6 +276,9 @@ class Reconciler:
                 decision.canary_replicas or 0,
                 decision.weight,
                 draining=draining,
+                previous=warm_template if decision.previous_replicas is not None else None,
+                previous_replicas=decision.previous_replicas or 0,
+                route_to_previous=decision.route_to_previous,
             )
             keep = {("Deployment", canary_name(owner))} if draining else set()
             stable_after = self._converge(owner, desired, live, keep, _existed(owner, previous), repairs)
@@ -329,22 +372,28 @@ class Reconciler:
         timeout. The measuring runs on the runner (off this reconcile's thread): None while it has not finished."""
         analysis = spec.rollout.analysis
         assert analysis is not None
-        assert previous.canary is not None
         stamp = now_rfc3339(now)
-        stable = previous.stable.revision if previous.stable else None
-        resolved = self._resolve(spec, owner.namespace)
+        resolved = self._resolved[(owner.namespace, owner.name)] = self._resolve(spec, owner.namespace)
+        if previous.canary is not None:
+            revision = previous.canary.revision
+            stable = previous.stable.revision if previous.stable else None
+        else:
+            # A bake measures the new stable against its absolute bounds; the warm revision has no traffic.
+            assert previous.bake is not None
+            revision, stable = previous.bake.revision, None
+            resolved = replace(resolved, analysis=bake_analysis(resolved.analysis))
         planned = queries(
             resolved.analysis,
             spec.runtime.preset,
             owner.namespace,
             owner.name,
-            previous.canary.revision,
+            revision,
             stable,
             resolved.sources,
         )
         context = providers.Context(owner.namespace, owner.name, self.kube)
         # What is asked, for which canary and which tick: answers to anything else are never used.
-        asked = f"{previous.canary.revision}|{previous.analysis and previous.analysis.next_measurement_at}|{planned!r}"
+        asked = f"{revision}|{previous.analysis and previous.analysis.next_measurement_at}|{planned!r}"
         fingerprint = hashlib.sha256(asked.encode()).hexdigest()
         raws = self.runner.take(
             (owner.namespace, owner.name),
@@ -358,6 +407,34 @@ class Reconciler:
         for measurement in measurements:
             metrics.MEASUREMENTS.labels(result=measurement.result).inc()
         return resolved, measurements
+
+    def _watch_critical(
+        self, spec: ModelDeploymentSpec, owner: Owner, previous: ModelDeploymentStatus, revision: str
+    ) -> str | None:
+        """A critical bound `revision` breached, from the watcher (checked at analysis.criticalInterval, off
+        this reconcile's thread); starts the watch when it is not running."""
+        key = (owner.namespace, owner.name)
+        analysis = spec.rollout.analysis
+        assert analysis is not None
+        # Templates are read when a tick measures; between ticks, the checks go on with what the last tick read.
+        resolved = self._resolved.get(key) if analysis.templates else None
+        if resolved is None:
+            resolved = self._resolved[key] = self._resolve(spec, owner.namespace)
+        critical = critical_analysis(resolved.analysis)
+        if critical is None:
+            self.watcher.unwatch(key)
+            return None
+        stable = previous.stable.revision if previous.stable and previous.stable.revision != revision else None
+        planned = queries(
+            critical, spec.runtime.preset, owner.namespace, owner.name, revision, stable, resolved.sources
+        )
+        context = providers.Context(owner.namespace, owner.name, self.kube)
+        fingerprint = hashlib.sha256(f"critical|{revision}|{planned!r}".encode()).hexdigest()
+
+        def check() -> str | None:
+            return critical_breaches(planned, providers.measure(planned, context), now_rfc3339(datetime.now(UTC)))
+
+        return self.watcher.watch(key, fingerprint, check, parse_duration(critical.critical_interval))
 
     def _resolve(self, spec: ModelDeploymentSpec, namespace: str) -> Resolved:
         """The analysis with its templates merged in. A template missing or in conflict holds the canary where it

@@ -99,6 +99,9 @@ def status_view(
         pause = f", pause {left:.0f}s left" if left is not None else ""
         parts.append(f"canary {canary.get('phase')}: step {min(done + 1, count)}/{count}{pause}")
         parts.append(ProgressBar(total=100, completed=canary.get("actualWeight", 0), width=60))
+    bake = status.get("bake")
+    if bake:
+        parts.append(bake_line(bake, now))
     analysis = status.get("analysis") or {}
     if analysis.get("metrics"):
         colours = {"Successful": "green", "Failed": "red", "Error": "magenta", "NoData": "yellow"}
@@ -148,6 +151,19 @@ def status_view(
     if events:
         parts.append(events_table(events, now))
     return Panel(Group(*parts), title=f"ModelDeployment {name}")
+
+
+def bake_line(bake: dict[str, Any], now: datetime) -> str:
+    """The bake after a promotion: what bakes, the time left, and the warm previous revision."""
+    previous = bake["previous"]
+    warm = f"revision {previous['revision']} warm on {bake.get('readyWarmReplicas', 0)}/{bake['warmReplicas']} pods"
+    if bake["phase"] == "Reverting":
+        return (
+            f"[red]bake failed[/]: revision {bake['revision']}; {bake.get('weight', 0)}% of traffic on {warm}, "
+            "the stable track rolls back to it"
+        )
+    left = max(0, round((parse_time(bake["endsAt"]) - now).total_seconds()))
+    return f"[cyan]baking[/] revision {bake['revision']}: {left}s left (until {bake['endsAt']}); {warm}"
 
 
 def pods_table(pods: list[dict[str, Any]], now: datetime) -> Table:

@@ -126,3 +126,20 @@ def test_exit_codes_and_progress_line() -> None:
     assert progress(md(phase="Progressing", conditions=[condition("Ready", "False", "X", "canary at step 1/2")])) == (
         "Progressing: canary at step 1/2"
     )
+
+
+def test_a_bake_is_not_an_outcome_until_it_passes_and_a_failed_bake_is_a_rollback() -> None:
+    baking = {**PROMOTED, "bake": {"revision": "bbb", "phase": "Baking"}}
+    assert verdict(md(**baking)) is None
+    reverting = {
+        **PROMOTED,
+        "rejectedRevision": "bbb",
+        "bake": {"revision": "bbb", "phase": "Reverting"},
+        "lastRollback": {**served("bbb", "2"), "reason": "BakeFailed", "message": "p99 0.4 > 0.2"},
+    }
+    found = verdict(md(**reverting))
+    assert found is not None
+    assert (found.outcome, found.reason) == (
+        "RolledBack",
+        "revision bbb (version 2) was rolled back (BakeFailed): p99 0.4 > 0.2",
+    )

@@ -410,7 +410,7 @@ def test_histogram_buckets_over_the_window_by_bound() -> None:
     ("answer", "says"),
     [
         (httpx.ConnectError("refused"), "Prometheus at http://prometheus:9090 unreachable: ConnectError"),
-        ({"status": "error", "errorType": "bad_data", "error": "parse error"}, "refused the range query: parse error"),
+        ({"status": "error", "errorType": "bad_data", "error": "parse error"}, "rejected the query"),
         (httpx.Response(502, text="<html>bad gateway</html>"), "HTTP 502 without JSON"),
         ({"status": "success", "data": {"resultType": "vector", "result": []}}, "without a matrix"),
         (matrix(({"a": "1"}, []), ({"a": "2"}, [])), "returned 2 series; aggregate it to one"),

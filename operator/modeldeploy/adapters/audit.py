@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 from kubernetes import client
 
-from modeldeploy.adapters.providers.base import Context, Deadline, DeadlineExceededError, ProviderError, fetch
+from modeldeploy.adapters.providers.base import Context, Deadline
 from modeldeploy.adapters.providers.prometheus import PrometheusProvider, QueryError
 from modeldeploy.core import api
 from modeldeploy.core.api import PrometheusSource, parse_duration
@@ -79,24 +79,9 @@ class RangeReader:
             "end": _unix(window.end),
             "step": f"{window.step_seconds}s",
         }
-        deadline = Deadline.after(parse_duration(self.source.timeout))
-        try:
-            if self.provider.post:
-                response = fetch(self.provider.client, "POST", "/api/v1/query_range", deadline, data=params)
-            else:
-                response = fetch(self.provider.client, "GET", "/api/v1/query_range", deadline, params=params)
-        except (ProviderError, DeadlineExceededError) as error:
-            raise QueryError(str(error)) from error
-        except httpx.HTTPError as error:
-            raise QueryError(f"Prometheus at {self.source.address} unreachable: {type(error).__name__}") from error
-        try:
-            body = response.json()
-        except (ValueError, RecursionError) as error:
-            raise QueryError(f"Prometheus answered HTTP {response.status_code} without JSON") from error
-        if not isinstance(body, dict) or body.get("status") != "success":
-            detail = str(body.get("error"))[:300] if isinstance(body, dict) else "not an API response"
-            raise QueryError(f"Prometheus refused the range query: {detail}")
-        data = body.get("data")
+        data = self.provider.api_data(
+            "/api/v1/query_range", params, Deadline.after(parse_duration(self.source.timeout))
+        )
         if not isinstance(data, dict) or data.get("resultType") != "matrix" or not isinstance(data.get("result"), list):
             raise QueryError("Prometheus answered a range query without a matrix")
         out = []

@@ -280,3 +280,35 @@ def overall(results: list[MeasurementResult]) -> MeasurementResult:
 
 def time_to_rollback(analysis: Analysis) -> float:
     return parse_duration(analysis.interval) * (analysis.failure_limit + 1)
+
+
+def critical_analysis(analysis: Analysis) -> Analysis | None:
+    """The metrics that carry a critical bound, each held to that bound alone; None when none does."""
+    metrics = [
+        metric.model_copy(update={"min": metric.critical.min, "max": metric.critical.max, "relative": None})
+        for metric in analysis.metrics
+        if metric.critical is not None
+    ]
+    return analysis.model_copy(update={"metrics": metrics}) if metrics else None
+
+
+def critical_breaches(planned: list[MetricQuery], raws: list[Raw], at: str) -> str | None:
+    """What breached a critical bound (metric, value and bound), or None. No data or an error is not a breach:
+    those are the analysis ticks' to judge."""
+    breaches = []
+    for query, raw in zip(planned, raws, strict=True):
+        measured = evaluate(query.metric, raw, at)
+        if measured.result == "Failed":
+            breaches.append(f"{query.metric.name} {measured.message} (critical bound {measured.bound})")
+    return "; ".join(breaches) or None
+
+
+def bake_analysis(analysis: Analysis) -> Analysis:
+    """What a bake measures on the new stable: the absolute bounds (min, max). The previous revision, kept warm
+    without traffic, is no track to compare with, so relative bounds and drift are left out."""
+    metrics = [
+        metric.model_copy(update={"relative": None})
+        for metric in analysis.metrics
+        if (metric.min is not None or metric.max is not None) and metric.builtin != "predictionDrift"
+    ]
+    return analysis.model_copy(update={"metrics": metrics})

@@ -16,6 +16,8 @@ INSTANCE_LABEL = "app.kubernetes.io/instance"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 STABLE = "stable"
 CANARY = "canary"
+PREVIOUS = "previous"
+"""The track of the previous revision, kept warm through a promotion and its bake."""
 # Manual controls live in annotations: GitOps tools leave annotations they did not write alone.
 PAUSED_ANNOTATION = f"{api.GROUP}/paused"
 ACTION_ANNOTATION = f"{api.GROUP}/action"
@@ -42,6 +44,10 @@ class Owner:
 
 def canary_name(owner: Owner) -> str:
     return f"{owner.name}-{CANARY}"
+
+
+def previous_name(owner: Owner) -> str:
+    return f"{owner.name}-{PREVIOUS}"
 
 
 def selector_labels(owner: Owner, track: str) -> dict[str, str]:

@@ -11,6 +11,7 @@ from modeldeploy.core.api import EnvFromSource, ModelDeploymentSpec, PodPlacemen
 from modeldeploy.core.delivery import RESTRICTED_CONTAINER_SECURITY, delivery
 from modeldeploy.core.naming import (
     CANARY,
+    PREVIOUS,
     REVISION_LABEL,
     STABLE,
     TRACK_LABEL,
@@ -18,6 +19,7 @@ from modeldeploy.core.naming import (
     canary_name,
     child_metadata,
     common_labels,
+    previous_name,
     selector_labels,
 )
 from modeldeploy.core.presets import PRESETS, ResolvedRuntime, fetch_image, resolve_runtime
@@ -29,6 +31,8 @@ STRATEGIES: dict[str, dict[str, Any]] = {
     STABLE: {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
     # A superseded canary's pods must not serve the next canary's traffic: replace them all at once.
     CANARY: {"type": "Recreate"},
+    # The warm previous revision keeps one template for its whole life.
+    PREVIOUS: {"type": "Recreate"},
 }
 PORT_NAME = "http"
 REVISION_ENV = "MODEL_REVISION"
@@ -187,7 +191,7 @@ def deployment(
 ) -> dict[str, Any]:
     """A Deployment for one track. `replicas` None leaves the count to an HPA."""
     pod = template.for_track(track)
-    name = owner.name if track == STABLE else canary_name(owner)
+    name = {STABLE: owner.name, CANARY: canary_name(owner), PREVIOUS: previous_name(owner)}[track]
     metadata = child_metadata(name, owner, spec, pod["metadata"]["labels"])
     deployment_spec: dict[str, Any] = {
         "selector": {"matchLabels": selector_labels(owner, track)},
@@ -239,6 +243,9 @@ def render(
     canary_replicas: int,
     weight: int,
     draining: bool = False,
+    previous: PodTemplate | None = None,
+    previous_replicas: int = 0,
+    route_to_previous: bool = False,
 ) -> list[dict[str, Any]]:
     """Every child the ModelDeployment should have right now.
 
@@ -246,15 +253,22 @@ def render(
     None when no canary Deployment should be written (absent, or left alone while it drains: `draining`).
     The `<name>-canary` Service exists only while a canary runs or drains, and only for routers that send
     traffic to it, so an idle model costs one ClusterIP.
+
+    `previous` is the template of the previous revision, kept warm on `previous_replicas` pods during a promotion
+    and its bake (written first, so that it exists before the stable track rolls away from it); with
+    `route_to_previous` (a failed bake), the `<name>-canary` Service selects its pods and `weight` goes to them.
     """
     router = ROUTERS[spec.traffic.router]
-    canary_track = canary is not None or draining
+    canary_track = canary is not None or draining or route_to_previous
     objects = [
         deployment(owner, spec, stable, STABLE, spec.desired_replicas),
         service(owner, spec, owner.name, router.service_selector(owner)),
     ]
+    if previous is not None:
+        objects.insert(0, deployment(owner, spec, previous, PREVIOUS, previous_replicas))
     if canary_track and router.routes_to_canary_service:
-        objects.append(service(owner, spec, canary_name(owner), selector_labels(owner, CANARY)))
+        track = PREVIOUS if route_to_previous else CANARY
+        objects.append(service(owner, spec, canary_name(owner), selector_labels(owner, track)))
     objects.extend(router.render(owner, spec, weight if canary_track else None))
     if canary is not None:
         objects.append(deployment(owner, spec, canary, CANARY, canary_replicas))

@@ -7,17 +7,18 @@ from what the cluster shows now, so repeating a reconcile never repeats or skips
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal, get_args
 
-from modeldeploy.core.analysis import overall, time_to_rollback
+from modeldeploy.core.analysis import bake_analysis, overall, time_to_rollback
 from modeldeploy.core.api import (
     HISTORY_LIMIT,
     MEASUREMENTS_KEPT,
     ActionName,
     ActionStatus,
     AnalysisStatus,
+    BakeStatus,
     CanaryStatus,
     GateStatus,
     GateType,
@@ -63,6 +64,14 @@ def parse_action(value: str) -> Action:
 
 
 @dataclass(frozen=True)
+class CriticalBreach:
+    revision: str
+    """The revision that breached: a breach applies to it alone (never to a canary that replaced it)."""
+    message: str
+    """The metric, its value and the critical bound."""
+
+
+@dataclass(frozen=True)
 class Observed:
     stable: DeploymentState | None
     canary: DeploymentState | None
@@ -73,6 +82,10 @@ class Observed:
     """This tick's analysis measurements, one per metric in spec order, when a tick was due."""
     analysis_templates: tuple[str, ...] = ()
     """The analysis templates this tick's measurements used, e.g. 'AnalysisTemplate/std-gates@generation 3'."""
+    previous: DeploymentState | None = None
+    """The Deployment that keeps the previous revision warm during a promotion and its bake."""
+    critical_breach: CriticalBreach | None = None
+    """A critical bound the canary (or the revision on bake) breached."""
     gate_answers: dict[str, GateAnswer] = field(default_factory=dict)
     """Webhook gate answers that came back, by the fingerprint of their call."""
 
@@ -92,6 +105,12 @@ class Decision:
     """Webhook gate calls the rollout waits for (the reconcile makes them, off its workers)."""
     gate_held: GateStatus | None = None
     """The webhook gate holding the rollout, if one does."""
+    previous_replicas: int | None = None
+    """Write the warm Deployment of the previous revision with this many pods; None removes it."""
+    stable_runs_previous: bool = False
+    """A failed bake: the stable Deployment gets the warm Deployment's pod template back."""
+    route_to_previous: bool = False
+    """A failed bake: `weight` goes to the warm previous revision (the canary Service selects its pods)."""
 
 
 def _seconds_since(stamp: str, now: datetime) -> float:
@@ -171,7 +190,7 @@ class _Machine:
         if canary_replicas is None and self.obs.canary is not None:
             delete = self._drain_canary()
         requeue = min(self.requeue) if self.requeue else None
-        return Decision(
+        decided = Decision(
             stable_runs_target,
             canary_replicas,
             delete,
@@ -182,6 +201,7 @@ class _Machine:
             self.gate_calls,
             self.gate_held,
         )
+        return self._with_warm_revision(decided)
 
     def _gate(self, type_: GateType, revision: str, step: int | None = None) -> tuple[str, str] | bool:
         """True when every webhook of `type_` answered 2xx at this point; False while one holds; a (reason,
@@ -259,6 +279,10 @@ class _Machine:
             canary = replace_canary(canary, model=self.model)
             self.update(canary=canary)
 
+        if self.status.bake is not None:
+            baking = self._bake(self.status.bake)
+            if baking is not None:
+                return baking
         if self.spec.desired_replicas == 0:
             return self._roll_through_at_zero(canary, action)
         stable_revision = self.obs.stable.revision if self.obs.stable else None
@@ -273,6 +297,10 @@ class _Machine:
                 self._answer(action, f"revision {self.target} waits for its confirm-rollout webhook")
                 return self.decision(False, None, 0)
             canary = self._start()
+        breach = self.obs.critical_breach
+        if breach is not None and breach.revision == canary.revision and canary.phase != "Promoting":
+            self._answer(action, "the canary breached a critical bound and was rolled back")
+            return self._roll_back(canary, "CriticalBreach", breach.message)
         if action is not None and action.name == "abort":
             self._answer(action, f"aborted the canary of revision {canary.revision}")
             return self._roll_back(canary, "Aborted", "the canary was aborted by hand")
@@ -351,7 +379,7 @@ class _Machine:
         index, started, weight = canary.step_index, canary.step_started_at, canary.weight
         desired = weight
         if self.spec.rollout.analysis is not None:
-            failure = self._record_tick(canary)
+            failure = self._record_tick(canary.revision)
             if failure is not None:
                 return self._roll_back(canary, *failure)
         holding = self._holding()
@@ -439,12 +467,12 @@ class _Machine:
         self.requeue.append(RECHECK_SECONDS)
         return self.decision(False, pods, applied)
 
-    def _record_tick(self, canary: CanaryStatus) -> tuple[str, str] | None:
+    def _record_tick(self, revision: str) -> tuple[str, str] | None:
         """Folds this tick's measurements into status.analysis; a (reason, message) means roll back."""
         analysis = self.spec.rollout.analysis
         measurements = self.obs.measurements
         current = self.status.analysis
-        if analysis is None or measurements is None or current is None or current.revision != canary.revision:
+        if analysis is None or measurements is None or current is None or current.revision != revision:
             return None
         history = {m.name: m for m in current.metrics}
         metrics = [
@@ -542,6 +570,7 @@ class _Machine:
                 f"version {canary.model.version}); all traffic on the stable track",
             )
             self.update(canary=None)
+            self._start_bake(canary)
             return self.decision(True, None, 0)
         weight = canary.weight if self.ready_canary_pods() > 0 else 0
         self.update(canary=replace_canary(canary, actual_weight=self.actual_weight(weight)))
@@ -567,6 +596,159 @@ class _Machine:
         )
         return self.decision(False, None, 0)
 
+    # -- the bake after a promotion ---------------------------------------------------------------------
+
+    def _ready_warm_pods(self, revision: str) -> int:
+        live = self.obs.previous
+        if live is None or live.revision != revision or live.observed_generation < live.generation:
+            return 0
+        return min(live.updated_replicas, live.available_replicas)
+
+    def _with_warm_revision(self, decided: Decision) -> Decision:
+        """The warm Deployment of the previous revision: from the start of a promotion that a bake follows (so
+        that the previous revision's pods never all go), through the bake, until its pods are drained."""
+        bake = self.status.bake
+        canary = self.status.canary
+        if bake is not None:
+            # Reverting, the warm revision takes all the traffic: it gets the stable track's pod count.
+            pods = max(bake.warm_replicas, self.stable_replicas()) if bake.phase == "Reverting" else bake.warm_replicas
+            return replace(decided, previous_replicas=pods)
+        if (
+            canary is not None
+            and canary.phase == "Promoting"
+            and self.spec.rollout.bake_seconds is not None
+            and self.status.stable is not None
+        ):
+            return replace(decided, previous_replicas=self.spec.rollout.warm_replicas)
+        return decided
+
+    def _start_bake(self, canary: CanaryStatus) -> None:
+        seconds, previous = self.spec.rollout.bake_seconds, self.status.stable
+        if seconds is None or previous is None or previous.revision == canary.revision:
+            return
+        bake = BakeStatus(
+            revision=canary.revision,
+            model=canary.model,
+            previous=previous,
+            phase="Baking",
+            started_at=self.stamp,
+            ends_at=now_rfc3339(self.now + timedelta(seconds=seconds)),
+            warm_replicas=self.spec.rollout.warm_replicas,
+            ready_warm_replicas=self._ready_warm_pods(previous.revision),
+        )
+        analysis = self.status.analysis
+        if analysis is not None:
+            # The bake counts its own failures, measured from now on.
+            fresh = {
+                "failures": 0,
+                "consecutive_successes": 0,
+                "consecutive_errors": 0,
+                "consecutive_no_data": 0,
+                "last_result": None,
+                "next_measurement_at": None,
+            }
+            self.update(analysis=analysis.model_copy(update=fresh))
+        self.update(bake=bake)
+        self.requeue.append(float(seconds))
+        self.event(
+            "Normal",
+            "BakeStarted",
+            f"Revision {canary.revision} bakes for {seconds}s; revision {previous.revision} (version "
+            f"{previous.model.version}) is kept warm on {bake.warm_replicas} pods, and a breach moves traffic back to "
+            "it at once",
+        )
+
+    def _bake(self, bake: BakeStatus) -> Decision | None:
+        """A decision while the bake (or its revert) goes on; None once it has ended and the usual rules apply."""
+        bake = bake.model_copy(update={"ready_warm_replicas": self._ready_warm_pods(bake.previous.revision)})
+        if bake.phase == "Reverting":
+            return self._revert(bake)
+        if self.target != bake.revision:
+            self.event(
+                "Normal",
+                "BakeEnded",
+                f"The bake of revision {bake.revision} ended early: the spec now asks for revision {self.target}",
+            )
+            self.update(bake=None)
+            return None
+        failure: str | None = None
+        breach = self.obs.critical_breach
+        if breach is not None and breach.revision == bake.revision:
+            failure = breach.message
+        elif self.spec.rollout.analysis is not None:
+            # The tick measured what a bake measures (see bake_analysis), one measurement per metric of it.
+            rollout = self.spec.rollout.model_copy(update={"analysis": bake_analysis(self.spec.rollout.analysis)})
+            self.spec = self.spec.model_copy(update={"rollout": rollout})
+            tick = self._record_tick(bake.revision)
+            failure = None if tick is None else tick[1] if tick[0] == "AnalysisFailed" else f"{tick[0]}: {tick[1]}"
+        if failure is not None:
+            return self._fail_bake(bake, failure)
+        remaining = -_seconds_since(bake.ends_at, self.now)
+        if remaining <= 0:
+            self.event(
+                "Normal",
+                "BakePassed",
+                f"Revision {bake.revision} passed its bake; the warm pods of revision {bake.previous.revision} go",
+            )
+            self.update(bake=None)
+            return None
+        self._answer(self.obs.action, f"revision {bake.revision} is baking; no canary in progress")
+        self.update(bake=bake)
+        self.requeue.append(remaining)
+        analysis = self.status.analysis
+        if analysis is not None and analysis.next_measurement_at is not None:
+            self.requeue.append(max(0.0, -_seconds_since(analysis.next_measurement_at, self.now)))
+        return self.decision(True, None, 0)
+
+    def _fail_bake(self, bake: BakeStatus, message: str) -> Decision:
+        entry = HistoryEntry(
+            revision=bake.revision,
+            model=bake.model,
+            outcome="RolledBack",
+            started_at=bake.started_at,
+            finished_at=self.stamp,
+            reason="BakeFailed",
+            message=message,
+        )
+        self.update(
+            history=[*self.status.history, entry][-HISTORY_LIMIT:],
+            rejected_revision=bake.revision,
+            last_rollback=RollbackStatus(
+                revision=bake.revision, model=bake.model, reason="BakeFailed", message=message, at=self.stamp
+            ),
+        )
+        self.event("Warning", "BakeFailed", f"Revision {bake.revision} failed its bake: {message}")
+        self.event(
+            "Warning",
+            "RolledBack",
+            f"Rolled back revision {bake.revision} (BakeFailed): {message}; traffic moves to the warm revision "
+            f"{bake.previous.revision} while the stable track rolls back to it",
+        )
+        self._answer(self.obs.action, f"revision {bake.revision} failed its bake and is rolled back")
+        return self._revert(bake.model_copy(update={"phase": "Reverting"}))
+
+    def _revert(self, bake: BakeStatus) -> Decision:
+        """Traffic on the warm previous revision (only once it has ready pods) while the stable track rolls back
+        to it; then traffic back on the stable track, and the warm pods drain."""
+        stable, previous = self.obs.stable, bake.previous
+        if stable is not None and stable.rolled_out(previous.revision, self.spec.desired_replicas):
+            if bake.scale_down_at is None:
+                self.event("Normal", "Reverted", f"Revision {previous.revision} is stable again")
+                due = now_rfc3339(self.now + timedelta(seconds=self.spec.rollout.scale_down_delay_seconds))
+                bake = bake.model_copy(update={"weight": 0, "scale_down_at": due})
+                self.update(stable=previous)
+            remaining = -_seconds_since(bake.scale_down_at, self.now) if bake.scale_down_at else 0.0
+            if remaining <= 0:
+                self.update(bake=None)
+                return self.decision(False, None, 0)
+            self.update(bake=bake)
+            self.requeue.append(remaining)
+            return replace(self.decision(False, None, 0), route_to_previous=True)
+        weight = 100 if bake.ready_warm_replicas > 0 else 0  # never weight on pods that are not ready
+        self.update(bake=bake.model_copy(update={"weight": weight}))
+        self.requeue.append(RECHECK_SECONDS)
+        return replace(self.decision(False, None, weight), stable_runs_previous=True, route_to_previous=True)
+
 
 def replace_canary(canary: CanaryStatus, **changes: object) -> CanaryStatus:
     return canary.model_copy(update=changes)
@@ -581,6 +763,27 @@ def decide(
     now: datetime,
 ) -> Decision:
     return _Machine(spec, target, model, obs, prev, now).run()
+
+
+def bake_measurement_due(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, now: datetime) -> bool:
+    """Whether this reconcile should measure the revision on bake (the caller runs the queries)."""
+    analysis, bake, state = spec.rollout.analysis, status.bake, status.analysis
+    if analysis is None or bake is None or bake.phase != "Baking" or state is None or state.revision != bake.revision:
+        return False
+    return state.next_measurement_at is None or _seconds_since(state.next_measurement_at, now) >= 0
+
+
+def critical_revision(spec: ModelDeploymentSpec, status: ModelDeploymentStatus) -> str | None:
+    """The revision whose critical bounds are checked now: a canary with traffic (at any step), or the revision on
+    bake; None when there is nothing to check."""
+    analysis, canary, bake = spec.rollout.analysis, status.canary, status.bake
+    if analysis is None:
+        return None
+    if canary is not None and canary.phase != "Promoting" and canary.weight > 0:
+        return canary.revision
+    if bake is not None and bake.phase == "Baking":
+        return bake.revision
+    return None
 
 
 def measurement_due(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, now: datetime) -> bool:

@@ -109,12 +109,17 @@ class PrometheusProvider(Provider):
         self.client.close()
 
     def _ask(self, query: str, deadline: Deadline) -> dict[str, Any]:
-        """The `data` of a successful answer to `query`."""
+        """The `data` of a successful answer to the instant query `query`."""
+        return self.api_data("/api/v1/query", {"query": query}, deadline)
+
+    def api_data(self, path: str, params: dict[str, str], deadline: Deadline) -> dict[str, Any]:
+        """The `data` of a successful answer of the query API at `path` (instant or range); QueryError says why
+        there is none."""
         try:
             if self.post:
-                response = fetch(self.client, "POST", "/api/v1/query", deadline, data={"query": query})
+                response = fetch(self.client, "POST", path, deadline, data=params)
             else:
-                response = fetch(self.client, "GET", "/api/v1/query", deadline, params={"query": query})
+                response = fetch(self.client, "GET", path, deadline, params=params)
         except (ProviderError, DeadlineExceededError) as error:
             raise QueryError(str(error)) from error
         except httpx.HTTPError as error:

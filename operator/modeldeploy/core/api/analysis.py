@@ -169,6 +169,19 @@ class Relative(ApiModel):
     max_ratio: float | None = Field(default=None, gt=0, description="canary may be at most this times stable.")
 
 
+class Critical(ApiModel):
+    """A looser bound for breaches bad enough to stop at once: checked every analysis.criticalInterval, whatever
+    analysis.interval is, and one breach rolls back."""
+
+    rules = (
+        Rule("has(self.min) || has(self.max)", "critical needs min or max"),
+        Rule("!has(self.min) || !has(self.max) || self.min <= self.max", "critical.min must not exceed critical.max"),
+    )
+
+    min: float | None = Field(default=None, description="A value below this rolls back at once.")
+    max: float | None = Field(default=None, description="A value above this rolls back at once.")
+
+
 Builtin = Literal["successRate", "latencyP99", "predictionDrift", "accuracy", "meanAbsoluteError"]
 
 
@@ -181,6 +194,15 @@ class AnalysisMetric(ApiModel):
         Rule("has(self.min) || has(self.max) || has(self.relative)", "a metric needs a bound: min, max or relative"),
         Rule("!has(self.min) || !has(self.max) || self.min <= self.max", "min must not exceed max"),
         Rule(_POSITIVE.format(field="window"), "a metric's window must be above 0"),
+        Rule(
+            "!has(self.critical) || ("
+            "(!has(self.critical.min) || ((!has(self.min) || self.critical.min <= self.min) && "
+            "(!has(self.max) || self.critical.min <= self.max))) && "
+            "(!has(self.critical.max) || ((!has(self.max) || self.critical.max >= self.max) && "
+            "(!has(self.min) || self.critical.max >= self.min))))",
+            "the critical bound contradicts the metric's bound: critical.min may not be above min (or max), and "
+            "critical.max may not be below max (or min); a critical bound is the looser one",
+        ),
         Rule(_POSITIVE.format(field="referenceWindow"), "a metric's referenceWindow must be above 0"),
         Rule(
             "!has(self.referenceWindow) || (has(self.builtin) && self.builtin == 'predictionDrift')",
@@ -206,6 +228,11 @@ class AnalysisMetric(ApiModel):
     min: float | None = Field(default=None, description="The canary's value may not be below this.")
     max: float | None = Field(default=None, description="The canary's value may not be above this.")
     relative: Relative | None = None
+    critical: Critical | None = Field(
+        default=None,
+        description="Checked every analysis.criticalInterval, apart from the analysis ticks; one breach rolls back "
+        "at once (and fails a bake).",
+    )
     min_samples: int = Field(
         default=200,
         ge=1,
@@ -273,9 +300,20 @@ class Analysis(ApiModel):
             "!has(self.interval) || duration(self.interval) >= duration('1s')",
             "analysis.interval must be at least 1s",
         ),
+        Rule(
+            "!has(self.criticalInterval) || duration(self.criticalInterval) >= duration('500ms')",
+            "analysis.criticalInterval must be at least 500ms",
+        ),
     )
 
     interval: str = Field(default="30s", max_length=32, pattern=DURATION, description="Time between measurements.")
+    critical_interval: str = Field(
+        default="1s",
+        max_length=32,
+        pattern=DURATION,
+        description="Time between checks of the metrics' critical bounds (about one Prometheus scrape interval); "
+        "independent of interval.",
+    )
     failure_limit: int = Field(
         default=0, ge=0, le=100, description="Failed measurements tolerated; one more rolls back."
     )

@@ -74,6 +74,19 @@ class Rollout(ApiModel):
             f"!has(self.steps) || {_FIRST_GATE_OR_TRAFFIC}.size() == 0 || !has({_FIRST_GATE_OR_TRAFFIC}[0].analysis)",
             "an analysis step needs a setWeight above 0 before it; a canary without traffic has nothing to measure",
         ),
+        Rule(
+            "!has(self.bakeWarmReplicas) || has(self.bakeSeconds)",
+            "rollout.bakeWarmReplicas needs rollout.bakeSeconds",
+        ),
+        Rule(
+            "!has(self.bakeSeconds) || has(self.analysis)",
+            "rollout.bakeSeconds needs rollout.analysis: without metrics nothing can fail the bake",
+        ),
+        Rule(
+            "!has(self.bakeSeconds) || !has(self.analysis) || self.bakeSeconds >= "
+            "duration(has(self.analysis.interval) ? self.analysis.interval : '30s').getSeconds()",
+            "rollout.bakeSeconds must be at least one analysis.interval, or the bake would never be measured",
+        ),
         *WEBHOOK_RULES,
     )
 
@@ -103,6 +116,22 @@ class Rollout(ApiModel):
         description="How long canary pods live on after traffic leaves them (promotion or rollback), so that "
         "routers which apply weights asynchronously never send requests to pods that are gone.",
     )
+    bake_seconds: int | None = Field(
+        default=None,
+        ge=10,
+        le=604800,
+        description="After promotion, keep the previous revision warm this long while the analysis goes on "
+        "measuring the new stable; a breach moves traffic back to the previous revision at once (RolledBack, "
+        "reason BakeFailed). Needs a weighted router (gatewayAPI, istio or nginx).",
+    )
+    bake_warm_replicas: int | None = Field(
+        default=None, ge=1, le=100, description="Pods of the previous revision kept warm during the bake; default 1."
+    )
+
+    @property
+    def warm_replicas(self) -> int:
+        return self.bake_warm_replicas or 1
+
     webhooks: list[Webhook] = Field(
         default_factory=list, max_length=MAX_HOOKS, description="Gates the canary waits on (see Webhook.type)."
     )

@@ -64,6 +64,11 @@ class ModelDeploymentSpec(ApiModel):
             "end the steps below 100 and let promotion finish",
         ),
         Rule(
+            f"!({_REPLICAS_ROUTER}) || !has(self.rollout) || !has(self.rollout.bakeSeconds)",
+            "rollout.bakeSeconds needs a weighted router (gatewayAPI, istio or nginx): the replicas router's one "
+            "Service would send traffic to the warm previous revision",
+        ),
+        Rule(
             "!has(self.runtime) || !has(self.runtime.resources) || !has(self.runtime.resources.limits) || "
             f"!('{GPU}' in self.runtime.resources.limits) || "
             f"(!({_REPLICAS_ROUTER}) && has(self.rollout) && has(self.rollout.canaryReplicas))",

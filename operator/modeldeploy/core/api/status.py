@@ -133,6 +133,27 @@ class RollbackStatus(ApiModel):
     at: Time
 
 
+class BakeStatus(ApiModel):
+    """The promoted revision under watch, with the previous revision kept warm. The operator resumes from here
+    after a restart."""
+
+    revision: str = Field(description="The promoted revision on bake.")
+    model: ServedModel
+    previous: RevisionStatus = Field(description="The revision kept warm, to move traffic back to on a breach.")
+    phase: Literal["Baking", "Reverting"] = Field(
+        description="Baking (the analysis goes on measuring the new stable), or Reverting (a breach: traffic on "
+        "the warm previous revision while the stable track rolls back to it)."
+    )
+    started_at: Time
+    ends_at: Time = Field(description="When the bake passes and the warm pods go.")
+    warm_replicas: int = Field(description="Warm pods of the previous revision wanted.")
+    ready_warm_replicas: int = 0
+    weight: int = Field(default=0, description="Share of traffic on the warm previous revision.")
+    scale_down_at: Time | None = Field(
+        default=None, description="Reverted: when the warm pods, no longer receiving traffic, are removed."
+    )
+
+
 class ActionStatus(ApiModel):
     action: Literal[ActionName, "invalid"] = Field(description="The action handled; invalid for an unusable one.")
     id: str
@@ -163,6 +184,7 @@ class ModelDeploymentStatus(ApiModel):
         default=None, description="When the canary Deployment, no longer receiving traffic, is removed."
     )
     last_action: ActionStatus | None = Field(default=None, description="The last manual action handled.")
+    bake: BakeStatus | None = Field(default=None, description="The bake after a promotion, while it lasts.")
     analysis: AnalysisStatus | None = Field(default=None, description="Metric analysis of the current or last canary.")
     history: list[HistoryEntry] = Field(
         default_factory=list, max_length=HISTORY_LIMIT, description="Recent canaries, newest last."

@@ -18,6 +18,7 @@ from modeldeploy.core.source import served_model
 from modeldeploy.core.status.clock import now_rfc3339
 from modeldeploy.core.status.conditions import (
     AS_EXPECTED,
+    BAKING,
     CANARY_PAUSED,
     CANARY_PROGRESSING,
     DEGRADED,
@@ -180,6 +181,7 @@ def compute_status(
     degraded = find_condition(conditions, DEGRADED)
     assert degraded is not None
     put(STALLED, degraded.status, degraded.reason, degraded.message)
+    conditions = _bake_condition(conditions, current, gen, now)
     conditions = _fetch_condition(conditions, obs, gen, now)
     if obs.source is not None:
         put(MODEL_RESOLVED, "True" if obs.source.resolved else "False", obs.source.reason, obs.source.message)
@@ -200,6 +202,25 @@ def compute_status(
         }
     )
     return status, events_between(previous, status, obs)
+
+
+def _bake_condition(
+    conditions: list[Condition], status: ModelDeploymentStatus, gen: int, now: datetime
+) -> list[Condition]:
+    """Baking: True while a promoted revision bakes, with when it ends (the CLI shows the time left); False while a
+    failed bake reverts; absent otherwise."""
+    bake = status.bake
+    if bake is None:
+        return [c for c in conditions if c.type != BAKING]
+    warm = f"revision {bake.previous.revision} kept warm on {bake.ready_warm_replicas}/{bake.warm_replicas} pods"
+    if bake.phase == "Baking":
+        message = f"revision {bake.revision} bakes until {bake.ends_at}; {warm}"
+        return set_condition(conditions, BAKING, "True", "BakeInProgress", message, gen, now)
+    message = (
+        f"revision {bake.revision} failed its bake: {bake.weight}% of traffic on revision {bake.previous.revision} "
+        f"({bake.ready_warm_replicas}/{bake.warm_replicas} warm pods ready) while the stable track rolls back to it"
+    )
+    return set_condition(conditions, BAKING, "False", "BakeFailed", message, gen, now)
 
 
 def _fetch_condition(conditions: list[Condition], obs: Observation, gen: int, now: datetime) -> list[Condition]:

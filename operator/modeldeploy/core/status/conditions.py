@@ -14,6 +14,7 @@ PAUSED = "Paused"
 STALLED = "Stalled"
 MODEL_RESOLVED = "ModelResolved"
 MODEL_FETCHED = "ModelFetched"
+BAKING = "Baking"
 
 # Reasons
 INVALID_SPEC = "InvalidSpec"

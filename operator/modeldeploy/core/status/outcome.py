@@ -55,6 +55,11 @@ def verdict(obj: dict[str, Any], generation: int | None = None) -> Verdict | Non
         return None
     status = obj.get("status") or {}
     target = status.get("targetRevision")
+    bake = status.get("bake") or {}
+    if bake.get("phase") == "Reverting" and status.get("rejectedRevision") == target:
+        return _rolled_back(status, "BakeFailed", str(bake.get("revision")))
+    if bake.get("phase") == "Baking":  # promoted, but a breach while it bakes still rolls it back
+        return None
     degraded = _condition(status, DEGRADED)
     if degraded.get("status") == "True":
         reason = str(degraded.get("reason") or "")
@@ -62,13 +67,7 @@ def verdict(obj: dict[str, Any], generation: int | None = None) -> Verdict | Non
         if reason == ROLLED_BACK:
             if status.get("rejectedRevision") != target:
                 return None
-            rollback = status.get("lastRollback") or {}
-            verb = "aborted" if rollback.get("reason") == "Aborted" else "rolled back"
-            return Verdict(
-                "RolledBack",
-                f"revision {target} (version {_version(rollback)}) was {verb} ({rollback.get('reason', reason)}): "
-                f"{rollback.get('message', message)}",
-            )
+            return _rolled_back(status, reason, message)
         if reason == INVALID_SPEC:
             return Verdict("InvalidSpec", f"invalid spec: {message}")
         return Verdict("Stalled", f"stalled ({reason}): {message}")
@@ -80,6 +79,16 @@ def verdict(obj: dict[str, Any], generation: int | None = None) -> Verdict | Non
             return Verdict("Succeeded", f"revision {target} (version {_version(stable)}) promoted")
         return Verdict("Succeeded", f"revision {target} (version {_version(stable)}) serving: {ready.get('message')}")
     return None
+
+
+def _rolled_back(status: dict[str, Any], reason: str, message: str) -> Verdict:
+    rollback = status.get("lastRollback") or {}
+    verb = "aborted" if rollback.get("reason") == "Aborted" else "rolled back"
+    return Verdict(
+        "RolledBack",
+        f"revision {status.get('targetRevision')} (version {_version(rollback)}) was {verb} "
+        f"({rollback.get('reason', reason)}): {rollback.get('message', message)}",
+    )
 
 
 def progress(obj: dict[str, Any]) -> str:
