@@ -4,7 +4,8 @@
 #     pinned in requirements/dev.lock (the runtime dependencies, the extras and the `dev` dependency group), the
 #     package itself in editable mode, and the development tools `modeldeploy_dev` (not in the package's wheel:
 #     a .pth file puts operator/ on the path, and .venv/bin/modeldeploy-dev runs them);
-#   - Prometheus from Debian's packages (the analysis runs against a real Prometheus server).
+#   - Prometheus and shellcheck from Debian's packages (the analysis runs against a real Prometheus server;
+#     actionlint runs shellcheck on the workflows' scripts).
 # Nothing is installed into the machine's own Python. With --python-only, only the virtual environment.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -64,9 +65,15 @@ fi
 
 [ "${1:-}" = "--python-only" ] && exit 0
 
-if ! command -v prometheus >/dev/null 2>&1; then
-  echo "installing Prometheus (Debian package prometheus)"
+# Debian packages: Prometheus (the analysis runs against a real server) and shellcheck (actionlint runs it on the
+# workflows' scripts, as on GitHub's runners).
+missing=()
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "installing Debian packages: ${missing[*]}"
   $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 command -v prometheus >/dev/null || die "Prometheus could not be installed"
+command -v shellcheck >/dev/null || die "shellcheck could not be installed"

@@ -15,8 +15,8 @@ bash hack/install-deps.sh
 bin=.venv/bin
 
 step "lint (ruff), types (mypy), layering (import-linter)"
-"$bin/ruff" check operator tests hack
-"$bin/ruff" format --check operator tests hack
+"$bin/ruff" check operator tests hack examples
+"$bin/ruff" format --check operator tests hack examples
 "$bin/mypy"
 "$bin/mypy" --config-file tests/mypy.ini tests
 "$bin/lint-imports"
