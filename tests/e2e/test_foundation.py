@@ -15,6 +15,7 @@ import yaml
 
 from modeldeploy_dev.testing import (
     REPO,
+    SERVING_RUNTIME,
     Cluster,
     Operator,
     condition,
@@ -43,7 +44,12 @@ def test_apply_rolls_out_and_reports_ready(cluster: Cluster, operator: Operator,
     md = wait_for(lambda: cluster.ready("fraud", namespace), what="Ready=True")
     status = md["status"]
     assert status["phase"] == "Ready"
-    assert status["stable"]["model"] == {"name": "fraud-scorer", "version": "7", "uri": "s3://models/fraud-scorer/7"}
+    assert status["stable"]["model"] == {
+        "name": "fraud-scorer",
+        "version": "7",
+        "uri": "s3://models/fraud-scorer/7",
+        "image": SERVING_RUNTIME["image"],
+    }
     assert status["stable"]["revision"] == deployment["metadata"]["labels"]["modeldeploy.io/revision"]
     assert (status["replicas"], status["readyReplicas"]) == (3, 3)
     assert {c["type"]: c["status"] for c in status["conditions"]} == {
