@@ -153,6 +153,7 @@ def test_the_rollouts_events_come_first_hand_in_the_order_written_and_status_fil
     events = [
         event(-3600, "WeightChanged", "an earlier rollout"),
         event(-8, "RolloutCompleted", "the stable before, not this rollout"),
+        event(0, "RolloutCompleted", "Revision rev1 is now stable: the rollout before, ended in the same second"),
         event(0, "WeightChanged", "Canary weight 0% -> 20% (step 1/3, revision rev2)"),
         event(0, "CanaryStarted", "Started a canary of revision rev2"),
         event(20, "ActionHandled", "promote by alice: skipped step 1/3"),

@@ -231,7 +231,9 @@ def timeline(
             severity="warning" if e.type == "Warning" else "normal",
         )
         for e in events
-        if start <= e.at <= end
+        # Within the slack before the start, only what names this revision: the previous rollout may have ended in
+        # the same second (its RolloutCompleted) and is not part of this one.
+        if start <= e.at <= end and (e.at > rollout.started_at or rollout.revision in e.message)
     ]
     reasons = {e.what for e in entries}
     if "CanaryStarted" not in reasons:
