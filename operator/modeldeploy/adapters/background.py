@@ -1,5 +1,5 @@
-"""Slow calls off the reconcile workers: analysis ticks and registry lookups. A slow or blackholed metric source
-or registry never delays another object's reconcile, nor a manual action on its own object.
+"""Slow calls off the reconcile workers: analysis ticks, registry lookups and webhook gates. A slow or blackholed
+metric source, registry or receiver never delays another object's reconcile, nor a manual action on its own object.
 
 When a call is due, the reconcile hands it to a `BackgroundRunner` (keyed by the object, with a fingerprint of
 what is asked: for a tick, the canary revision, its due time and the queries) and carries on without the answer;
