@@ -14,7 +14,7 @@ from modeldeploy.adapters.background import BackgroundRunner
 from modeldeploy.adapters.watcher import BackgroundWatcher
 from modeldeploy.core.analysis import MetricQuery, Raw
 from modeldeploy.reconcile import Reconciler
-from modeldeploy.workqueue import Key
+from signals import Signal, Woken
 from specs import model_version, valid_spec
 
 KEY = ("ns", "fraud-scorer")
@@ -37,30 +37,27 @@ class Answers:
         self.calls = 0
         self.release = threading.Event()
         self.release.set()
+        self.signal = Signal()
 
     def __call__(self, planned: list[MetricQuery], context: providers.Context, transport: Any = None) -> list[Raw]:
         self.calls += 1
+        self.signal.notify()
         self.release.wait(10)
         return [Raw(canary=self.value) for _ in planned]
 
 
-def wait_until(predicate: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
-
-
-def canary_at_weight(kube: FakeKube, reconciler: Reconciler, woken: list[Key]) -> None:
+def canary_at_weight(kube: FakeKube, reconciler: Reconciler, runner: BackgroundRunner[list[Raw]], woken: Woken) -> None:
     reconciler.reconcile(*KEY)
     kube.md["spec"]["model"] = model_version("8")
     kube.md["metadata"]["generation"] = 2
     for _ in range(10):
+        woken.clear()
         reconciler.reconcile(*KEY)
         status = kube.md["status"]
         if (status.get("canary") or {}).get("weight") == 50 and (status.get("analysis") or {}).get("metrics"):
             return
-        time.sleep(0.05)  # the first tick runs on the runner
+        if runner.running():
+            woken.signal.wait_for(lambda: KEY in woken, what="the first tick, on the runner")
     raise AssertionError(f"no measured canary at 50%: {kube.md['status']}")
 
 
@@ -72,20 +69,20 @@ def answers(monkeypatch: pytest.MonkeyPatch) -> Answers:
 
 
 def test_a_critical_breach_between_ticks_wakes_the_object_and_rolls_it_back(answers: Answers) -> None:
-    woken: list[Key] = []
+    woken = Woken(answers.signal)
     runner: BackgroundRunner[list[Raw]] = BackgroundRunner("analysis", woken.append)
     watcher = BackgroundWatcher(woken.append)
     kube = FakeKube(valid_spec(rollout=ROLLOUT))
     reconciler = Reconciler(kube, runner=runner, watcher=watcher)
     try:
-        canary_at_weight(kube, reconciler, woken)
+        canary_at_weight(kube, reconciler, runner, woken)
         assert watcher.watching() == 1
         checked = answers.calls
-        wait_until(lambda: answers.calls >= checked + 2)  # checks repeat on their own, between ticks
+        answers.signal.wait_for(lambda: answers.calls >= checked + 2)  # checks repeat on their own, between ticks
         assert kube.md["status"].get("canary") is not None
         woken.clear()
         answers.value = 0.2  # below the critical bound (and the normal one); the next tick is 30 s away
-        wait_until(lambda: KEY in woken)
+        answers.signal.wait_for(lambda: KEY in woken)
         reconciler.reconcile(*KEY)
         status = kube.md["status"]
         assert status.get("canary") is None
@@ -100,15 +97,16 @@ def test_a_critical_breach_between_ticks_wakes_the_object_and_rolls_it_back(answ
 
 
 def test_a_slow_critical_check_never_holds_a_reconcile(answers: Answers) -> None:
-    runner: BackgroundRunner[list[Raw]] = BackgroundRunner("analysis", lambda _: None)
+    woken = Woken(answers.signal)
+    runner: BackgroundRunner[list[Raw]] = BackgroundRunner("analysis", woken.append)
     watcher = BackgroundWatcher(lambda _: None)
     kube = FakeKube(valid_spec(rollout=ROLLOUT))
     reconciler = Reconciler(kube, runner=runner, watcher=watcher)
     try:
-        canary_at_weight(kube, reconciler, [])
+        canary_at_weight(kube, reconciler, runner, woken)
         answers.release.clear()  # every check from now on hangs
         calls = answers.calls
-        wait_until(lambda: answers.calls > calls)
+        answers.signal.wait_for(lambda: answers.calls > calls)
         started = time.monotonic()
         reconciler.reconcile(*KEY)
         assert time.monotonic() - started < 1, "the reconcile waited for a critical check"
@@ -119,11 +117,11 @@ def test_a_slow_critical_check_never_holds_a_reconcile(answers: Answers) -> None
 
 
 def test_a_breach_is_taken_once_and_only_for_its_own_question() -> None:
-    woken: list[Key] = []
+    woken = Woken()
     watcher = BackgroundWatcher(woken.append)
     try:
         assert watcher.watch(KEY, "canary-a", lambda: "m 0.1 < 0.5", 0.5) is None
-        wait_until(lambda: woken == [KEY])
+        woken.signal.wait_for(lambda: woken == [KEY])
         assert watcher.watch(KEY, "canary-b", lambda: None, 0.5) is None, "another canary: the old breach is gone"
         assert watcher.watch(KEY, "canary-b", lambda: None, 0.5) is None
         watcher.unwatch(KEY)

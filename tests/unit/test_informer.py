@@ -17,6 +17,7 @@ class RecordingQueue:
         self.added: list[tuple[tuple[str, str], int]] = []
         self.forgotten: list[tuple[str, str]] = []
         self.started = False
+        self.began = asyncio.Event()
 
     def add(self, key: tuple[str, str], priority: int = CHANGED) -> None:
         self.added.append((key, priority))
@@ -26,6 +27,7 @@ class RecordingQueue:
 
     def start(self) -> None:
         self.started = True
+        self.began.set()
 
     def depth(self) -> int:
         return len(self.added)
@@ -153,10 +155,7 @@ def test_the_queue_starts_only_once_the_cache_is_filled() -> None:
         await asyncio.wait_for(listing.wait(), timeout=5)  # the listing is under way, and not done
         before = queue.started
         release.set()
-        for _ in range(100):
-            if queue.started:
-                break
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(queue.began.wait(), timeout=5)
         await inf.stop()
         return before, queue.started
 

@@ -207,7 +207,7 @@ def test_each_failure_has_its_exit_code_and_message(tmp_path: Path, uri: str, co
 def test_the_overall_deadline_says_how_long_and_how_many_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     async def slow() -> AsyncIterator[bytes]:
         yield b"x" * 1000
-        await asyncio.sleep(30)
+        await asyncio.Event().wait()  # the stream stalls for good: only the overall deadline ends it
         yield b"never"
 
     async def resolve(uri: str, context: sources.Context) -> Artifact:

@@ -15,7 +15,8 @@ from modeldeploy.adapters import providers
 from modeldeploy.adapters.background import BackgroundRunner
 from modeldeploy.core.analysis import MetricQuery, Raw
 from modeldeploy.reconcile import Reconciler
-from modeldeploy.workqueue import Key, WorkQueue, in_threads
+from modeldeploy.workqueue import WorkQueue, in_threads
+from signals import Signal, Woken
 from specs import model_version, valid_spec
 
 KEY = ("ns", "fraud-scorer")
@@ -32,22 +33,17 @@ ROLLOUT = {
 class Slow:
     """Stands in for the providers: each tick blocks until released, then answers `value`."""
 
-    def __init__(self, value: float = 0.999) -> None:
+    def __init__(self, signal: Signal, value: float = 0.999) -> None:
         self.value = value
         self.release = threading.Event()
         self.ticks = 0
+        self.signal = signal
 
     def __call__(self, planned: list[MetricQuery], context: providers.Context, transport: Any = None) -> list[Raw]:
         self.ticks += 1
+        self.signal.notify()
         self.release.wait(10)
         return [Raw(canary=self.value) for _ in planned]
-
-
-def wait_until(predicate: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
 
 
 def canary_at_weight(kube: FakeKube, reconciler: Reconciler) -> None:
@@ -66,9 +62,9 @@ def canary_at_weight(kube: FakeKube, reconciler: Reconciler) -> None:
 def test_a_slow_tick_never_holds_the_reconcile_and_its_answers_are_used_once_it_ends(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    slow = Slow()
+    woken = Woken()
+    slow = Slow(woken.signal)
     monkeypatch.setattr("modeldeploy.reconcile.providers.measure", slow)
-    woken: list[Key] = []
     runner: BackgroundRunner[list[Raw]] = BackgroundRunner("analysis", woken.append)
     kube = FakeKube(valid_spec(rollout=ROLLOUT))
     reconciler = Reconciler(kube, runner=runner)
@@ -77,7 +73,7 @@ def test_a_slow_tick_never_holds_the_reconcile_and_its_answers_are_used_once_it_
         started = time.monotonic()
         again = reconciler.reconcile(*KEY)
         assert time.monotonic() - started < 1, "the reconcile waited for the tick"
-        wait_until(lambda: slow.ticks == 1)
+        woken.signal.wait_for(lambda: slow.ticks == 1)
         assert not kube.md["status"]["analysis"].get("metrics"), "nothing measured yet"
         assert again is not None
         assert again >= 1.0, "while the tick runs, the object is not reconciled in a tight loop"
@@ -92,9 +88,9 @@ def test_a_slow_tick_never_holds_the_reconcile_and_its_answers_are_used_once_it_
 
 
 def test_the_finished_tick_wakes_its_object_and_is_consumed_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    slow = Slow()
+    woken = Woken()
+    slow = Slow(woken.signal)
     monkeypatch.setattr("modeldeploy.reconcile.providers.measure", slow)
-    woken: list[Key] = []
     runner: BackgroundRunner[list[Raw]] = BackgroundRunner("analysis", woken.append)
     kube = FakeKube(valid_spec(rollout=ROLLOUT))
     reconciler = Reconciler(kube, runner=runner)
@@ -102,9 +98,9 @@ def test_the_finished_tick_wakes_its_object_and_is_consumed_once(monkeypatch: py
         canary_at_weight(kube, reconciler)
         reconciler.reconcile(*KEY)
         reconciler.reconcile(*KEY)  # still running: not started twice
-        wait_until(lambda: slow.ticks == 1)
+        woken.signal.wait_for(lambda: slow.ticks == 1)
         slow.release.set()
-        wait_until(lambda: woken == [KEY])
+        woken.signal.wait_for(lambda: woken == [KEY])
         reconciler.reconcile(*KEY)
         analysis = kube.md["status"]["analysis"]
         assert [m["result"] for m in analysis["metrics"][0]["measurements"]] == ["Successful"]
@@ -112,7 +108,7 @@ def test_the_finished_tick_wakes_its_object_and_is_consumed_once(monkeypatch: py
         # The next tick, when it is due, is a new one.
         analysis["nextMeasurementAt"] = datetime(2000, 1, 1, tzinfo=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         reconciler.reconcile(*KEY)
-        wait_until(lambda: slow.ticks == 2 and len(woken) == 2)
+        woken.signal.wait_for(lambda: slow.ticks == 2 and len(woken) == 2)
         reconciler.reconcile(*KEY)
         assert kube.md["status"]["analysis"]["consecutiveSuccesses"] == 2
     finally:
@@ -121,7 +117,8 @@ def test_the_finished_tick_wakes_its_object_and_is_consumed_once(monkeypatch: py
 
 
 def test_answers_to_an_older_question_are_never_used() -> None:
-    runner: BackgroundRunner[list[Raw]] = BackgroundRunner("analysis", lambda _: None)
+    woken = Woken()
+    runner: BackgroundRunner[list[Raw]] = BackgroundRunner("analysis", woken.append)
     release = threading.Event()
 
     def old() -> list[Raw]:
@@ -132,7 +129,7 @@ def test_answers_to_an_older_question_are_never_used() -> None:
         assert runner.take(KEY, "tick-1", old, 2.0) is None
         assert runner.take(KEY, "tick-2", lambda: [Raw(canary=0.9)], 2.0) is None  # the spec changed
         release.set()
-        wait_until(lambda: runner.running() == 0)
+        woken.signal.wait_for(lambda: woken == [KEY])  # tick-2 finished (tick-1's end wakes nothing)
         assert runner.take(KEY, "tick-2", lambda: [], 2.0) == [Raw(canary=0.9)]
         assert runner.take(KEY, "tick-1", lambda: [], 2.0) is None, "tick-1 starts over, its old answer is gone"
     finally:
@@ -144,10 +141,12 @@ def test_the_queue_runs_as_many_reconciles_at_once_as_it_has_workers() -> None:
     workers = 16
     barrier = threading.Barrier(workers, timeout=5)
     done: list[str] = []
+    signal = Signal()
 
     def reconcile(namespace: str, name: str) -> float | None:
         barrier.wait()  # breaks (and raises) unless all of them run at the same time
         done.append(name)
+        signal.notify()
         return None
 
     async def scenario() -> None:
@@ -156,9 +155,7 @@ def test_the_queue_runs_as_many_reconciles_at_once_as_it_has_workers() -> None:
         queue.start()
         for i in range(workers):
             queue.add(("ns", f"md-{i}"))
-        deadline = asyncio.get_running_loop().time() + 10
-        while not queue.idle() and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.01)
+        await asyncio.to_thread(signal.wait_for, lambda: len(done) == workers, 10, "every reconcile")
         await queue.stop()
         pool.shutdown()
 

@@ -14,6 +14,7 @@ from modeldeploy.adapters.registries.mlflow import ModelVersion, RegistryError
 from modeldeploy.core.api import MlflowRegistry, RegistryReference
 from modeldeploy.reconcile import Reconciler
 from modeldeploy.sources import Lookup, SourceResolver
+from signals import Woken
 from specs import valid_spec
 
 ALIAS_URI = "models:/fraud@champion"
@@ -246,16 +247,15 @@ def test_while_a_retry_runs_the_status_keeps_the_last_failure() -> None:
     kube = FakeKube(registry_spec())
     registry, clock = Hanging(), Clock()
     registry.release.set()
-    runner: BackgroundRunner[Lookup] = BackgroundRunner("registry", lambda _key: None)
+    woken = Woken()
+    runner: BackgroundRunner[Lookup] = BackgroundRunner("registry", woken.append)
     resolver = SourceResolver(kube, client=registry, clock=clock, jitter=lambda: 0.5, runner=runner)  # type: ignore[arg-type]
     reconciler = Reconciler(kube, resolver)
 
     def answered() -> None:
-        """Waits for the running lookup to finish, then reconciles, which uses its answer."""
-        deadline = time.monotonic() + 5
-        while runner.running():
-            assert time.monotonic() < deadline, "the lookup did not finish"
-            time.sleep(0.01)
+        """Waits for the running lookup to finish (it wakes its object), then reconciles, which uses its answer."""
+        woken.signal.wait_for(lambda: len(woken) == 1, what="the lookup's end")
+        woken.clear()
         reconciler.reconcile("ns", "fraud-scorer")
 
     try:
