@@ -22,22 +22,19 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from bench_time_to_rollback import SUCCESS_RATE
+from bench_time_to_rollback import spec as rollback_spec
 from kubernetes import client, config
 
 from modeldeploy_dev.cluster import LocalCluster, build
 from modeldeploy_dev.dataplane import LoadGenerator, ModelServers, PrometheusServer
-from modeldeploy_dev.testing import Cluster, Operator, modeldeployment, serving_spec, wait_for
+from modeldeploy_dev.testing import Cluster, Operator, modeldeployment, wait_for
 
 NAME = "bench"
 CRITICAL_MIN = 0.5
 GOAL_SECONDS = 2.0
 POLL_SECONDS = 0.02
 GATEWAY_GROUP = "gateway.networking.k8s.io"
-SUCCESS_RATE = (
-    '(sum(rate(modelserver_requests_total{{namespace="{ns}",modeldeploy_io_revision="{rev}",code!~"5.."}}[5s]))'
-    " or vector(0))"
-    ' / sum(rate(modelserver_requests_total{{namespace="{ns}",modeldeploy_io_revision="{rev}"}}[5s]))'
-)
 
 
 def spec(version: str, interval: int, prometheus: str) -> dict[str, Any]:
@@ -50,22 +47,7 @@ def spec(version: str, interval: int, prometheus: str) -> dict[str, Any]:
         "min": CRITICAL_MIN,
         "critical": {"min": CRITICAL_MIN},
     }
-    return serving_spec(
-        model={"name": "m", "version": version, "uri": f"s3://m/{version}", "format": "sklearn"},
-        replicas=2,
-        traffic={"router": "gatewayAPI", "gatewayAPI": {"parentRefs": [{"name": "public"}]}},
-        rollout={
-            # The gate never opens, so the canary stays under analysis until it fails.
-            "steps": [{"setWeight": 50}, {"analysis": {"measurements": 100}}],
-            "canaryReplicas": 1,
-            "analysis": {
-                "interval": f"{interval}s",
-                "failureLimit": 0,
-                "prometheus": {"address": prometheus},
-                "metrics": [metric],
-            },
-        },
-    )
+    return rollback_spec(version, interval, prometheus, metric)
 
 
 def route_reader(kubeconfig: str, namespace: str) -> Callable[[], int | None]:

@@ -30,7 +30,9 @@ SUCCESS_RATE = (
 )
 
 
-def spec(version: str, interval: int, prometheus: str) -> dict[str, Any]:
+def spec(version: str, interval: int, prometheus: str, metric: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A canary under analysis at 50% until it fails; `metric` replaces the success rate's default bound."""
+    metric = metric or {"name": "success-rate", "builtin": "successRate", "window": "5s", "min": 0.95}
     return serving_spec(
         model={"name": "m", "version": version, "uri": f"s3://m/{version}", "format": "sklearn"},
         replicas=2,
@@ -43,7 +45,7 @@ def spec(version: str, interval: int, prometheus: str) -> dict[str, Any]:
                 "interval": f"{interval}s",
                 "failureLimit": 0,
                 "prometheus": {"address": prometheus},
-                "metrics": [{"name": "success-rate", "builtin": "successRate", "window": "5s", "min": 0.95}],
+                "metrics": [metric],
             },
         },
     )

@@ -8,9 +8,10 @@ import atexit
 import os
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
 
 import typer
 
@@ -377,60 +378,44 @@ def promote(
     typer.echo(f"promote {client.namespace}/{name}: {client.promote(name, full=full, wait=wait)}")
 
 
-def abort(
-    ctx: typer.Context,
-    name: NameArg,
-    namespace: NamespaceOpt = None,
-    context: ContextOpt = None,
-    kubeconfig: KubeconfigOpt = None,
-    as_user: AsOpt = None,
-    wait: WaitOpt = 30.0,
-) -> None:
-    """Roll the canary back now; its revision is not retried until the spec changes or `retry`."""
-    client = _client(ctx, namespace, context, kubeconfig, as_user)
-    typer.echo(f"abort {client.namespace}/{name}: {client.abort(name, wait=wait)}")
+def _answered_action(action: Literal["abort", "retry"]) -> Callable[..., None]:
+    """`abort` and `retry`: an action the operator answers, within `--wait` seconds."""
+
+    def command(
+        ctx: typer.Context,
+        name: NameArg,
+        namespace: NamespaceOpt = None,
+        context: ContextOpt = None,
+        kubeconfig: KubeconfigOpt = None,
+        as_user: AsOpt = None,
+        wait: WaitOpt = 30.0,
+    ) -> None:
+        client = _client(ctx, namespace, context, kubeconfig, as_user)
+        answer = client.abort(name, wait=wait) if action == "abort" else client.retry(name, wait=wait)
+        typer.echo(f"{action} {client.namespace}/{name}: {answer}")
+
+    return command
 
 
-def retry(
-    ctx: typer.Context,
-    name: NameArg,
-    namespace: NamespaceOpt = None,
-    context: ContextOpt = None,
-    kubeconfig: KubeconfigOpt = None,
-    as_user: AsOpt = None,
-    wait: WaitOpt = 30.0,
-) -> None:
-    """Start a new canary of a rolled-back revision."""
-    client = _client(ctx, namespace, context, kubeconfig, as_user)
-    typer.echo(f"retry {client.namespace}/{name}: {client.retry(name, wait=wait)}")
+def _pause_command(paused: bool) -> Callable[..., None]:
+    """`pause` and `resume`: an annotation the operator honours at its next reconcile (nothing to answer)."""
 
+    def command(
+        ctx: typer.Context,
+        name: NameArg,
+        namespace: NamespaceOpt = None,
+        context: ContextOpt = None,
+        kubeconfig: KubeconfigOpt = None,
+        as_user: AsOpt = None,
+    ) -> None:
+        client = _client(ctx, namespace, context, kubeconfig, as_user)
+        if paused:
+            client.pause(name)
+        else:
+            client.resume(name)
+        typer.echo(f"{'paused' if paused else 'resumed'} {client.namespace}/{name}")
 
-def pause(
-    ctx: typer.Context,
-    name: NameArg,
-    namespace: NamespaceOpt = None,
-    context: ContextOpt = None,
-    kubeconfig: KubeconfigOpt = None,
-    as_user: AsOpt = None,
-) -> None:
-    """Hold the canary where it is until `resume`."""
-    client = _client(ctx, namespace, context, kubeconfig, as_user)
-    client.pause(name)
-    typer.echo(f"paused {client.namespace}/{name}")
-
-
-def resume(
-    ctx: typer.Context,
-    name: NameArg,
-    namespace: NamespaceOpt = None,
-    context: ContextOpt = None,
-    kubeconfig: KubeconfigOpt = None,
-    as_user: AsOpt = None,
-) -> None:
-    """Let a paused canary go on."""
-    client = _client(ctx, namespace, context, kubeconfig, as_user)
-    client.resume(name)
-    typer.echo(f"resumed {client.namespace}/{name}")
+    return command
 
 
 def undo(
@@ -486,10 +471,12 @@ for _target in (app, plugin_app):
     _target.command(name="list")(list_deployments)
     _target.command()(history)
     _target.command()(promote)
-    _target.command()(abort)
-    _target.command()(retry)
-    _target.command()(pause)
-    _target.command()(resume)
+    _target.command(
+        name="abort", help="Roll the canary back now; its revision is not retried until the spec changes or `retry`."
+    )(_answered_action("abort"))
+    _target.command(name="retry", help="Start a new canary of a rolled-back revision.")(_answered_action("retry"))
+    _target.command(name="pause", help="Hold the canary where it is until `resume`.")(_pause_command(True))
+    _target.command(name="resume", help="Let a paused canary go on.")(_pause_command(False))
     _target.command()(undo)
     _target.command()(report)
 

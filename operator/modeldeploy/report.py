@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 from kubernetes.client.exceptions import ApiException
@@ -320,27 +320,17 @@ def _stamp(at: datetime | None) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if at else "-"
 
 
-# -- the command (registered in cli.py for `modeldeploy report` and `kubectl modeldeploy report`) -----------
+# -- the command's body (cli.py declares `modeldeploy report` and `kubectl modeldeploy report`) --------------
 
 
 def command(
-    name: Annotated[str, typer.Argument(help="ModelDeployment name.")],
-    revision: Annotated[
-        str | None,
-        typer.Option("--revision", "-r", help="The rollout of this revision (default: in progress, else the newest)."),
-    ] = None,
-    output: Annotated[
-        Path, typer.Option("--output", "-o", help="The HTML file; PNG plots are written beside it.")
-    ] = Path("report.html"),
-    prometheus_url: Annotated[
-        str | None,
-        typer.Option(help="Ask this Prometheus instead of the spec's (e.g. a port-forward from outside the cluster)."),
-    ] = None,
-    namespace: Annotated[
-        str | None, typer.Option("--namespace", "-n", help="Namespace (the context's by default).")
-    ] = None,
-    context: Annotated[str | None, typer.Option("--context", help="kubeconfig context.")] = None,
-    kubeconfig: Annotated[str | None, typer.Option("--kubeconfig", help="kubeconfig file.")] = None,
+    name: str,
+    revision: str | None,
+    output: Path,
+    prometheus_url: str | None,
+    namespace: str | None,
+    context: str | None,
+    kubeconfig: str | None,
 ) -> None:
     """Write the audit report of one rollout: metrics against bounds, timeline, model lineage and outcome."""
     try:
