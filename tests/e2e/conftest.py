@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from modeldeploy_dev.cluster import ClusterError, LocalCluster, bin_dir
-from modeldeploy_dev.dataplane import PrometheusServer
+from modeldeploy_dev.dataplane import ModelServers, PrometheusServer
 from modeldeploy_dev.testing import Cluster, Operator
 
 
@@ -79,3 +79,11 @@ def prometheus() -> Iterator[PrometheusServer]:
         pytest.fail(f"Prometheus could not start, so the analysis tests cannot run: {error}", pytrace=False)
     yield server
     server.close()
+
+
+@pytest.fixture
+def servers(prometheus: PrometheusServer, namespace: str) -> Iterator[ModelServers]:
+    """Reference model servers for this test's namespace, scraped by the session's Prometheus."""
+    running = ModelServers(prometheus, namespace)
+    yield running
+    running.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -51,13 +51,6 @@ def spec(
     }
     traffic = {"router": "gatewayAPI", "gatewayAPI": {"parentRefs": [{"name": "public"}]}}
     return serving_spec(model=model_version(version), rollout=rollout, traffic=traffic, replicas=2)
-
-
-@pytest.fixture
-def servers(prometheus: PrometheusServer, namespace: str) -> Iterator[ModelServers]:
-    running = ModelServers(prometheus, namespace)
-    yield running
-    running.close()
 
 
 def md(cluster: Cluster, namespace: str) -> dict[str, Any]:

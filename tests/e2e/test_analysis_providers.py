@@ -9,7 +9,6 @@ import subprocess
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -147,13 +146,6 @@ def serve_model_servers(servers: ModelServers, stable_revision: str, canary: dic
 def ensure_template_crds(cluster: Cluster) -> None:
     for plural in ("analysistemplates", "clusteranalysistemplates"):
         cluster.kubectl("wait", "--for=condition=Established", f"crd/{plural}.modeldeploy.io", "--timeout=60s")
-
-
-@pytest.fixture
-def servers(prometheus: PrometheusServer, namespace: str) -> Iterator[ModelServers]:
-    running = ModelServers(prometheus, namespace)
-    yield running
-    running.close()
 
 
 # -- the web provider -------------------------------------------------------------------------------------------

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +41,6 @@ def spec(version: str, prometheus: PrometheusServer) -> dict[str, Any]:
     }
     traffic = {"router": "gatewayAPI", "gatewayAPI": {"parentRefs": [{"name": "public"}]}}
     return serving_spec(model=model_version(version), rollout=rollout, traffic=traffic, replicas=2)
-
-
-@pytest.fixture
-def servers(prometheus: PrometheusServer, namespace: str) -> Iterator[ModelServers]:
-    running = ModelServers(prometheus, namespace)
-    yield running
-    running.close()
 
 
 def md(cluster: Cluster, namespace: str) -> dict[str, Any]:

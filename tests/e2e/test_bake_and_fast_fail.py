@@ -8,7 +8,7 @@ test's "canary" process serves the previous revision then.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -46,13 +46,6 @@ def spec(version: str, prometheus: PrometheusServer, interval: str = "2s", **rol
     }
     traffic = {"router": "gatewayAPI", "gatewayAPI": {"parentRefs": [{"name": "public"}]}}
     return serving_spec(model=model_version(version), rollout=settings, traffic=traffic, replicas=2)
-
-
-@pytest.fixture
-def servers(prometheus: PrometheusServer, namespace: str) -> Iterator[ModelServers]:
-    running = ModelServers(prometheus, namespace)
-    yield running
-    running.close()
 
 
 def hold_pods(namespace: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,13 +131,6 @@ def route_weights(cluster: Cluster, namespace: str) -> Callable[[], tuple[int, i
         return refs[0]["weight"], refs[1]["weight"] if len(refs) > 1 else 0
 
     return read
-
-
-@pytest.fixture
-def servers(prometheus: PrometheusServer, namespace: str) -> Iterator[ModelServers]:
-    running = ModelServers(prometheus, namespace)
-    yield running
-    running.close()
 
 
 @pytest.mark.parametrize("via", ["cli", "sdk"])

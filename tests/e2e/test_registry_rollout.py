@@ -96,13 +96,6 @@ def published(mlflow: MLflowServer) -> dict[str, list[str]]:
 
 
 @pytest.fixture
-def servers(prometheus: PrometheusServer, namespace: str) -> Iterator[ModelServers]:
-    running = ModelServers(prometheus, namespace)
-    yield running
-    running.close()
-
-
-@pytest.fixture
 def kubelet(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[FetchKubelet]:
     with FetchKubelet(cluster, namespace, tmp_path / "kubelet") as playing:
         yield playing
